@@ -196,8 +196,8 @@ class Kube:
 
         Reads the object, asks `change` for its new status (None: nothing to do),
         writes it with the read resourceVersion, and on 409 starts again from a
-        fresh read. Returns the object as written (or as read when unchanged),
-        None when the object does not exist.
+        fresh read. Returns the object as written; None when nothing was written
+        (`change` said so, or the object does not exist).
         """
         return self._compare_and_set(kind, namespace, name, change, "status", attempts)
 
@@ -215,7 +215,7 @@ class Kube:
                 return None
             new = change(current)
             if new is None:
-                return current
+                return None
             body = {**current, "status": new} if subresource == "status" else new
             try:
                 return self.replace(body, subresource=subresource)

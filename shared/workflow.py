@@ -55,8 +55,8 @@ STATUS_TEXT = {
 # Codes move forward only; failures still publish logs, so they lead to 50/60.
 _AFTER_FAILURE = {FILTERING, PUBLISHING, FINISHED}
 TRANSITIONS: dict[int, set[int]] = {
-    0: {QUEUED, STARTED, CONFIGURING, FINISHED},
-    QUEUED: {STARTED, CONFIGURING, FINISHED},
+    0: {QUEUED, STARTED, CONFIGURING, VOLUME_FAILED, FINISHED},
+    QUEUED: {STARTED, CONFIGURING, VOLUME_FAILED, FINISHED},
     STARTED: {CONFIGURING, VOLUME_FAILED, FINISHED},
     CONFIGURING: {VOLUME_FAILED, PROVISIONED, DATA_FAILED, ALGORITHM_PROVISIONING_FAILED,
                   FILTERING, PUBLISHING, FINISHED},
@@ -72,6 +72,11 @@ TRANSITIONS: dict[int, set[int]] = {
     FINISHED: set(),
 }
 FINAL_PHASES = ("Succeeded", "Failed", "Stopped")
+
+# The algorithm stage's result, set once: True on success, else False with a reason.
+ALGORITHM_CONDITION = "AlgorithmFinished"
+ALGORITHM_OUTCOMES = {"Succeeded": "succeeded", "Failed": "failed", "Timeout": "timeout",
+                      "StopRequested": "stopped", "Skipped": "stopped"}
 
 
 class InvalidWorkflow(ValueError):
@@ -122,7 +127,12 @@ def status(workflow: dict) -> dict:
 
 
 def status_code(workflow: dict) -> int:
-    return int(status(workflow).get("statusCode") or 0)
+    return code_of(status(workflow))
+
+
+def code_of(current_status: dict) -> int:
+    """The status code of a status dict; 0 for a workflow nobody has looked at yet."""
+    return int(current_status.get("statusCode") or 0)
 
 
 def is_final(workflow: dict) -> bool:
@@ -355,7 +365,7 @@ def transition(current: dict, code: int, **fields: Any) -> dict:
     `phase` defaults to what the code implies unless given; statusText follows
     the code. Moving to the current code again is allowed (an idempotent retry).
     """
-    old = int(current.get("statusCode") or 0)
+    old = code_of(current)
     if code != old and code not in TRANSITIONS.get(old, set()):
         raise InvalidTransition(f"status {old} ({STATUS_TEXT.get(old, 'new')}) cannot move to "
                                 f"{code} ({STATUS_TEXT.get(code, 'unknown')})")
@@ -364,6 +374,19 @@ def transition(current: dict, code: int, **fields: Any) -> dict:
         new["phase"] = phase_for(code)
     new.update({k: v for k, v in fields.items() if v is not None})
     return new
+
+
+def condition(current_status: dict, kind: str) -> dict | None:
+    for found in current_status.get("conditions") or []:
+        if found.get("type") == kind:
+            return found
+    return None
+
+
+def algorithm_outcome(current_status: dict) -> str:
+    """`succeeded`, `failed`, `timeout`, `stopped`, or "" while the algorithm has not finished."""
+    found = condition(current_status, ALGORITHM_CONDITION)
+    return ALGORITHM_OUTCOMES.get(found.get("reason"), "failed") if found else ""
 
 
 def set_condition(current: dict, kind: str, ok: bool, reason: str, message: str = "") -> dict:

@@ -1,0 +1,75 @@
+"""Admission: at most `maxJobs` workflows hold a slot, whatever the number of instances.
+
+The slots live in one ConfigMap, `c2d-admission`, whose `admitted` key lists
+the workflows holding one. Taking or releasing a slot is a compare-and-set on
+that object (its resourceVersion), never a counter in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from shared.kube import Kube
+
+NAME = "c2d-admission"
+ENVIRONMENT = "c2d-environment"
+
+
+def admitted(configmap: dict) -> list[str]:
+    return json.loads((configmap.get("data") or {}).get("admitted") or "[]")
+
+
+def with_slot(configmap: dict, workflow: str, max_jobs: int) -> dict | None:
+    """The ConfigMap with `workflow` admitted; None when it already is or no slot is free."""
+    current = admitted(configmap)
+    if workflow in current or len(current) >= max_jobs:
+        return None
+    return _with(configmap, [*current, workflow])
+
+
+def without(configmap: dict, workflows: Iterable[str]) -> dict | None:
+    """The ConfigMap with `workflows` released; None when none of them held a slot."""
+    gone = set(workflows)
+    current = admitted(configmap)
+    if not gone & set(current):
+        return None
+    return _with(configmap, [name for name in current if name not in gone])
+
+
+def _with(configmap: dict, names: list[str]) -> dict:
+    return {**configmap, "data": {**(configmap.get("data") or {}),
+                                  "admitted": json.dumps(names)}}
+
+
+def empty(namespace: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": NAME, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "c2d"}},
+            "data": {"admitted": "[]"}}
+
+
+class Slots:
+    """The admission ConfigMap of one namespace, through compare-and-set."""
+
+    def __init__(self, kube: Kube, namespace: str):
+        self.kube = kube
+        self.namespace = namespace
+
+    def current(self) -> list[str]:
+        configmap = self.kube.get("ConfigMap", self.namespace, NAME)
+        return admitted(configmap or self.kube.create_or_get(empty(self.namespace)))
+
+    def take(self, workflow: str, max_jobs: int) -> bool:
+        """True when `workflow` holds a slot after this call (taken now or before)."""
+        self.current()  # make sure the object exists
+        taken = self.kube.update("ConfigMap", self.namespace, NAME,
+                                 lambda cm: with_slot(cm, workflow, max_jobs))
+        return taken is not None or workflow in self.current()
+
+    def release(self, workflows: Iterable[str]) -> bool:
+        names = list(workflows)
+        if not names:
+            return False
+        return self.kube.update("ConfigMap", self.namespace, NAME,
+                                lambda cm: without(cm, names)) is not None

@@ -1,0 +1,168 @@
+"""configure: admission, volumes and the configure Job; its outcome (30/31/32).
+
+Events: a Workflow `add`, `workflow.finished` (a slot is free), the configure
+Job's updates, and the resync tick. Serves GET /environment.
+"""
+
+from __future__ import annotations
+
+from cloudevents.core.v1.event import CloudEvent
+from flask import jsonify
+
+from functions.configure import admission, decide, environment
+from shared import events, manifests
+from shared import workflow as wf
+from shared.app import Handler, Stage, create_app
+from shared.kube import KubeError
+
+PERMISSIONS = {
+    ("workflows", "get"), ("workflows", "list"), ("workflows/status", "update"),
+    ("configmaps", "get"), ("configmaps", "create"), ("configmaps", "update"),
+    ("secrets", "create"), ("secrets", "get"),
+    ("persistentvolumeclaims", "create"), ("persistentvolumeclaims", "get"),
+    ("jobs", "create"), ("jobs", "get"),
+    ("pods", "list"),
+}
+
+
+def on_workflow_added(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    added = events.resource_event(event)
+    workflow = stage.workflow(added.namespace, added.name)
+    return admit(workflow, stage) if workflow else None
+
+
+def on_workflow_finished(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    """A slot is free: release it and start the oldest queued workflow."""
+    ref = events.workflow_ref(event)
+    admission.Slots(stage.kube, ref.namespace).release([ref.name])
+    return admit_queued(stage, ref.namespace)
+
+
+def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    job = events.resource_event(event).object
+    owner = wf.job_stage(job["metadata"]["name"])
+    if owner is None:
+        return None
+    workflow = stage.workflow(job["metadata"]["namespace"], owner[0])
+    return record_outcome(workflow, job, stage) if workflow else None
+
+
+def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    """Reconcile from the cluster: lost adds, finished Jobs, stale slots, the queue."""
+    namespace = stage.settings.namespace
+    workflows = stage.workflows()
+    for workflow in workflows:
+        if not wf.status_code(workflow):
+            admit(workflow, stage)
+        elif wf.status_code(workflow) == wf.CONFIGURING:
+            job = stage.stage_job(workflow, "configure")
+            if job is not None:
+                record_outcome(workflow, job, stage)
+    live = {wf.name(w) for w in workflows if not wf.is_final(w)}
+    slots = admission.Slots(stage.kube, namespace)
+    slots.release(name for name in slots.current() if name not in live)
+    reply = admit_queued(stage, namespace)
+    publish_environment(stage)
+    return reply
+
+
+def admit(workflow: dict, stage: Stage) -> CloudEvent | None:
+    """A new workflow: fail it when invalid, start it when a slot is free, else queue it."""
+    if wf.status_code(workflow):
+        return None
+    try:
+        wf.validate(workflow)
+    except wf.InvalidWorkflow as error:
+        problem = error
+        stage.log.warning("invalid workflow: %s", problem, extra={"workflow": wf.key(workflow)})
+        stage.update_status(workflow, lambda w: decide.invalid(wf.status(w), problem))
+        return None
+    if not wf.stop_requested(workflow) and take_slot(workflow, stage):
+        return start(workflow, stage)
+    stage.update_status(workflow, lambda w: decide.queued(wf.status(w)))
+    return None
+
+
+def admit_queued(stage: Stage, namespace: str) -> CloudEvent | None:
+    """Start queued workflows, oldest first, while slots are free; reply for the first."""
+    first = None
+    for workflow in stage.workflows():
+        if wf.namespace(workflow) != namespace or wf.status_code(workflow) != wf.QUEUED \
+                or wf.stop_requested(workflow):
+            continue
+        if not take_slot(workflow, stage):
+            break
+        first = start(workflow, stage) or first
+    return first
+
+
+def take_slot(workflow: dict, stage: Stage) -> bool:
+    slots = admission.Slots(stage.kube, wf.namespace(workflow))
+    return slots.take(wf.name(workflow), stage.settings.max_jobs)
+
+
+def start(workflow: dict, stage: Stage) -> CloudEvent | None:
+    """Create the ConfigMap, Secret, volumes and configure Job, then move to 20."""
+    try:
+        stage.create_all(manifests.for_stage(workflow, stage.settings, "configure"))
+    except KubeError as error:
+        if error.transient:
+            raise
+        message = f"cannot create the workflow's objects: {error}"
+        written = stage.update_status(
+            workflow, lambda w: decide.volume_failed(wf.status(w), message))
+        return stage.reply(events.WORKFLOW_FINISHED, written) if written else None
+    written = stage.update_status(workflow, lambda w: decide.started(wf.status(w)))
+    return stage.reply(events.WORKFLOW_STARTED, written) if written else None
+
+
+def record_outcome(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None:
+    """The configure Job ended: 30 and `configure.succeeded`, or 31/32 and `configure.failed`."""
+    outcome = stage.job_outcome(job)
+    if outcome is None:
+        return None
+    written = stage.update_status(workflow, lambda w: decide.configured(wf.status(w), outcome))
+    if written is None:
+        return None
+    if outcome.succeeded:
+        return stage.reply(events.CONFIGURE_SUCCEEDED, written)
+    return stage.reply(events.CONFIGURE_FAILED, written, statusCode=wf.status_code(written))
+
+
+def current_environment(stage: Stage) -> dict:
+    slots = admission.Slots(stage.kube, stage.settings.namespace)
+    return environment.announcement(stage.settings, len(slots.current()))
+
+
+def publish_environment(stage: Stage) -> dict:
+    """Keep c2d-environment current; returns the announcement."""
+    current = current_environment(stage)
+    wanted = environment.configmap(stage.settings, current)
+    existing = stage.kube.create_or_get(wanted)
+    if existing.get("data") != wanted["data"]:
+        stage.kube.update("ConfigMap", stage.settings.namespace, environment.CONFIGMAP,
+                          lambda cm: {**cm, "data": wanted["data"]}
+                          if cm.get("data") != wanted["data"] else None)
+    return current
+
+
+def route(event: CloudEvent) -> Handler | None:
+    kind, event_type = event.get_extension("kind"), event.get_type()
+    if event_type == events.RESOURCE_ADD and kind == "Workflow":
+        return on_workflow_added
+    if event_type == events.RESOURCE_UPDATE and kind == "Job" \
+            and (event.get_subject() or "").endswith("-configure"):
+        return on_job_updated
+    if event_type == events.WORKFLOW_FINISHED:
+        return on_workflow_finished
+    if event_type == events.PING:
+        return on_tick
+    return None
+
+
+app = create_app("configure", route, PERMISSIONS)
+
+
+@app.get("/environment")
+def get_environment():
+    return jsonify(current_environment(app.config["c2d_stage"]()))

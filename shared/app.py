@@ -1,0 +1,141 @@
+"""The Flask plumbing every stage function shares.
+
+A function is a `route(event) -> handler | None` plus handlers
+`handler(event, stage) -> reply | None`. This module parses the request,
+runs the handler and answers as the Broker expects: 200 with a CloudEvent
+reply, 202 with an empty body when there is nothing to say, 400 for a
+malformed event (not retried), 503 for a transient failure (retried).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudevents.core.v1.event import CloudEvent
+from flask import Flask, Response, jsonify, request
+
+from shared import events, jobs, logs, settings
+from shared import workflow as wf
+from shared.kube import Kube, KubeError, Permission
+from shared.settings import Settings
+from shared.workflow import InvalidTransition
+
+
+@dataclass
+class Stage:
+    """What a handler works with: its settings, its Kubernetes access, its logger."""
+
+    name: str
+    settings: Settings
+    kube: Kube
+    log: logging.Logger
+    source: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.source = f"/c2d/{self.name}"
+
+    def reply(self, event_type: str, workflow: dict, **data: Any) -> CloudEvent:
+        """One of our events about `workflow`, sent from this function."""
+        return events.make(event_type, self.source, workflow, **data)
+
+    def workflow(self, namespace: str, name: str) -> dict | None:
+        """The Workflow as the API has it now (events may carry an older copy)."""
+        return self.kube.get("Workflow", namespace, name)
+
+    def workflows(self) -> list[dict]:
+        """Every Workflow in the engine's namespace, oldest first."""
+        found = self.kube.list("Workflow", self.settings.namespace)
+        return sorted(found, key=lambda w: (w["metadata"].get("creationTimestamp", ""),
+                                            w["metadata"]["name"]))
+
+    def update_status(self, workflow: dict, change: Callable[[dict], dict | None]) -> dict | None:
+        """Compare-and-set `change(workflow) -> new status | None`; the object if written."""
+        return self.kube.update_status("Workflow", wf.namespace(workflow), wf.name(workflow),
+                                       change)
+
+    def create_all(self, objects: Iterable[dict]) -> None:
+        """Create each object unless it exists (a retried step creates nothing new)."""
+        for obj in objects:
+            self.kube.create_or_get(obj)
+
+    def job_outcome(self, job: dict) -> jobs.Outcome | None:
+        """How the Job ended (None while it runs), from its status and its pod."""
+        metadata = job["metadata"]
+        pods = self.kube.list("Pod", metadata["namespace"], f"job-name={metadata['name']}")
+        return jobs.outcome(job, pods)
+
+    def stage_job(self, workflow: dict, stage: str) -> dict | None:
+        return self.kube.get("Job", wf.namespace(workflow), wf.names(workflow).job(stage))
+
+
+class RetryLater(RuntimeError):
+    """A transient failure outside Kubernetes (e.g. a notify URL down): answer 503."""
+
+
+Handler = Callable[[CloudEvent, Stage], CloudEvent | None]
+Router = Callable[[CloudEvent], Handler | None]
+
+
+def create_app(name: str, route: Router, permissions: Iterable[Permission],
+               kube: Kube | None = None, config: Settings | None = None) -> Flask:
+    """A Flask app for stage `name`; Kubernetes and settings are built lazily."""
+    app = Flask(f"c2d.{name}")
+    state: dict[str, Stage] = {}
+    log = logging.getLogger(f"c2d.{name}")
+
+    def stage() -> Stage:
+        if "stage" not in state:
+            current = config or settings.get()
+            logs.setup(current.log_level, current.log_cfg)
+            state["stage"] = Stage(name, current, kube or Kube(permissions=permissions), log)
+        return state["stage"]
+
+    app.config["c2d_stage"] = stage
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", function=name)
+
+    @app.post("/")
+    def receive() -> Response | tuple[str, int]:
+        started = time.perf_counter()
+        try:
+            event = events.parse(request.headers, request.get_data())
+        except events.MalformedEvent as error:
+            log.warning("malformed event: %s", error, extra={"function": name})
+            return jsonify(error=str(error)), 400
+        context = {"function": name, "event_id": event.get_id(), "event_type": event.get_type(),
+                   "workflow": event.get_extension("c2dworkflow") or event.get_subject()}
+        handler = route(event)
+        if handler is None:
+            log.debug("no handler for this event", extra=context)
+            return "", 202
+        try:
+            answer = handler(event, stage())
+        except events.MalformedEvent as error:
+            log.warning("malformed event: %s", error, extra=context)
+            return jsonify(error=str(error)), 400
+        except KubeError as error:
+            level = logging.WARNING if error.transient else logging.ERROR
+            log.log(level, "kubernetes call failed: %s", error, extra=context)
+            return jsonify(error=str(error)), 503 if error.transient else 500
+        except RetryLater as error:
+            log.warning("will be retried: %s", error, extra=context)
+            return jsonify(error=str(error)), 503
+        except InvalidTransition as error:
+            # A late or duplicate event about a workflow that has moved on.
+            log.info("ignored: %s", error, extra=context)
+            return "", 202
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        if answer is None:
+            log.info("handled in %s ms", elapsed_ms, extra=context)
+            return "", 202
+        log.info("handled in %s ms, replying %s", elapsed_ms, answer.get_type(), extra=context)
+        headers, body = events.to_http(answer)
+        return Response(body, status=200, headers=headers)
+
+    return app
