@@ -1,0 +1,84 @@
+"""notify: signed start and stop notifications to NOTIFY_START_URL / NOTIFY_STOP_URL.
+
+The payload and signature are the original engine's (shared.signing). Delivery
+is recorded in the status, so a duplicate event sends nothing; a failed POST
+answers 503 and the Broker retries.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import requests
+from cloudevents.core.v1.event import CloudEvent
+
+from functions.notify import decide
+from shared import events, signing
+from shared import workflow as wf
+from shared.app import Handler, RetryLater, Stage, create_app
+
+PERMISSIONS = {("workflows", "get"), ("workflows", "list"), ("workflows/status", "update")}
+KINDS = {events.WORKFLOW_STARTED: "start", events.WORKFLOW_FINISHED: "stop"}
+
+
+def on_workflow_event(event: CloudEvent, stage: Stage) -> None:
+    ref = events.workflow_ref(event)
+    workflow = stage.workflow(ref.namespace, ref.name)
+    if workflow is not None:
+        notify(workflow, KINDS[event.get_type()], stage)
+
+
+def on_tick(event: CloudEvent, stage: Stage) -> None:
+    """Send what is owed and was never delivered (a lost event, a failed POST)."""
+    failures = []
+    for workflow in stage.workflows():
+        for kind in ("start", "stop"):
+            try:
+                notify(workflow, kind, stage)
+            except RetryLater as error:
+                failures.append(str(error))
+                break  # never a stop before its start
+    if failures:
+        raise RetryLater(f"{len(failures)} notification(s) failed; first: {failures[0]}")
+
+
+def url_for(kind: str, stage: Stage) -> str | None:
+    return stage.settings.notify_start_url if kind == "start" else stage.settings.notify_stop_url
+
+
+def notify(workflow: dict, kind: str, stage: Stage) -> None:
+    url = url_for(kind, stage)
+    if url is None or not decide.owed(workflow, kind):
+        return
+    now = datetime.now(UTC)
+    claimed = stage.update_status(workflow, lambda w: decide.claimed(wf.status(w), kind, now))
+    if claimed is None:
+        return
+    payload = signing.notification_payload(
+        job_id=wf.name(workflow), secret=wf.secret(workflow), dids=wf.input_dids(workflow),
+        algo_did=wf.algorithm_did(workflow), private_key=stage.settings.operator_private_key)
+    headers = {"Idempotency-Key": f"{workflow['metadata'].get('uid', wf.name(workflow))}-{kind}"}
+    extra = {"workflow": wf.key(workflow)}
+    try:
+        response = requests.post(url, json=payload, headers=headers,
+                                 timeout=stage.settings.notify_timeout_seconds)
+        failure = None if response.ok else f"HTTP {response.status_code}"
+    except requests.RequestException as error:
+        failure = type(error).__name__
+    if failure:
+        stage.update_status(claimed, lambda w: decide.released(wf.status(w), kind))
+        stage.log.warning("%s notification failed: %s", kind, failure, extra=extra)
+        raise RetryLater(f"{kind} notification to {url} failed: {failure}")
+    stage.update_status(claimed, lambda w: decide.delivered(wf.status(w), kind))
+    stage.log.info("%s notification delivered", kind, extra=extra)
+
+
+def route(event: CloudEvent) -> Handler | None:
+    if event.get_type() in KINDS:
+        return on_workflow_event
+    if event.get_type() == events.PING:
+        return on_tick
+    return None
+
+
+app = create_app("notify", route, PERMISSIONS)

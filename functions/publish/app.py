@@ -1,0 +1,153 @@
+"""publish: filter Job, publish Job, results, final status and cleanup.
+
+Events: `algorithm.finished`, `configure.failed`, the filter and publish Jobs'
+updates, and the resync tick (which also removes workflows and stored
+results past their retention). Replies `workflow.finished`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cloudevents.core.v1.event import CloudEvent
+
+from functions.publish import decide
+from shared import events, manifests, storage
+from shared import workflow as wf
+from shared.app import Handler, Stage, create_app
+from shared.kube import KubeError
+
+PERMISSIONS = {
+    ("workflows", "get"), ("workflows", "list"), ("workflows", "delete"),
+    ("workflows/status", "update"),
+    ("jobs", "create"), ("jobs", "get"), ("jobs", "delete"),
+    ("pods", "list"),
+    ("configmaps", "delete"), ("secrets", "delete"), ("persistentvolumeclaims", "delete"),
+    ("networkpolicies", "delete"),
+}
+
+
+def on_stage_done(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    """`algorithm.finished` or `configure.failed`: logs and results get published."""
+    ref = events.workflow_ref(event)
+    workflow = stage.workflow(ref.namespace, ref.name)
+    return begin(workflow, stage) if workflow else None
+
+
+def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    job = events.resource_event(event).object
+    owner = wf.job_stage(job["metadata"]["name"])
+    if owner is None:
+        return None
+    workflow = stage.workflow(job["metadata"]["namespace"], owner[0])
+    if workflow is None:
+        return None
+    return after_filter(workflow, job, stage) if owner[1] == "filter" \
+        else finish(workflow, job, stage)
+
+
+def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    """Reconcile: publish what is ready, recreate or read lost Jobs, apply retention."""
+    now = datetime.now(UTC)
+    for workflow in stage.workflows():
+        status = wf.status(workflow)
+        if wf.is_final(workflow):
+            clean_up(workflow, stage)
+            if decide.expired(workflow, stage.settings.workflow_retention_hours, now):
+                stage.kube.delete("Workflow", wf.namespace(workflow), wf.name(workflow))
+        elif decide.ready(status):
+            begin(workflow, stage)
+        elif wf.code_of(status) in (wf.FILTERING, wf.PUBLISHING):
+            resume(workflow, stage)
+    storage.delete_expired(stage.settings, now)
+    return None
+
+
+def begin(workflow: dict, stage: Stage) -> CloudEvent | None:
+    """Start the filter Job when configured and useful, else the publish Job."""
+    status = wf.status(workflow)
+    if not decide.ready(status):
+        return None
+    if decide.wants_filter(status, bool(stage.settings.filtering_container)):
+        stage.create_all(manifests.for_stage(workflow, stage.settings, "filter"))
+        stage.update_status(workflow, lambda w: decide.filtering(wf.status(w)))
+        return None
+    return start_publish(workflow, stage)
+
+
+def start_publish(workflow: dict, stage: Stage) -> None:
+    stage.create_all(manifests.for_stage(workflow, stage.settings, "publish"))
+    stage.update_status(workflow, lambda w: decide.publishing(wf.status(w)))
+    return None
+
+
+def resume(workflow: dict, stage: Stage) -> CloudEvent | None:
+    """At 50/60: recreate a missing Job (create_or_get), or read a finished one."""
+    job_stage = "filter" if wf.status_code(workflow) == wf.FILTERING else "publish"
+    job = stage.stage_job(workflow, job_stage)
+    if job is None:
+        stage.create_all(manifests.for_stage(workflow, stage.settings, job_stage))
+        return None
+    return after_filter(workflow, job, stage) if job_stage == "filter" \
+        else finish(workflow, job, stage)
+
+
+def after_filter(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None:
+    """Whatever the filter did (its log says), the results are published next."""
+    if wf.status_code(workflow) != wf.FILTERING or stage.job_outcome(job) is None:
+        return None
+    return start_publish(workflow, stage)
+
+
+def finish(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None:
+    """The publish Job ended: record results, 70 or 62, clean up, `workflow.finished`."""
+    outcome = stage.job_outcome(job)
+    if outcome is None or wf.status_code(workflow) != wf.PUBLISHING:
+        return None
+    results, problem = [], None
+    try:
+        results = storage.read_results(outcome.message, stage.settings)
+    except storage.StorageError as error:
+        problem = str(error)
+    written = stage.update_status(
+        workflow, lambda w: decide.published(wf.status(w), outcome, results, problem))
+    if written is None:
+        return None
+    try:
+        clean_up(written, stage)
+    except KubeError as error:  # the tick finishes it; the outcome is recorded already
+        stage.log.warning("cleanup failed: %s", error, extra={"workflow": wf.key(written)})
+    return stage.reply(events.WORKFLOW_FINISHED, written, statusCode=wf.status_code(written),
+                       phase=wf.status(written).get("phase"))
+
+
+def clean_up(workflow: dict, stage: Stage) -> None:
+    """Delete what the workflow's run created, once (condition `CleanedUp`), unless
+    DEBUG_NO_CLEANUP. The Workflow itself stays for its retention."""
+    if stage.settings.debug_no_cleanup or wf.condition(wf.status(workflow), "CleanedUp"):
+        return
+    namespace, names = wf.namespace(workflow), wf.names(workflow)
+    for job_stage in wf.STAGES:
+        stage.kube.delete("Job", namespace, names.job(job_stage))
+    for kind, name in (("PersistentVolumeClaim", names.data_volume),
+                       ("PersistentVolumeClaim", names.adminlogs_volume),
+                       ("ConfigMap", names.configmap), ("Secret", names.secret),
+                       ("NetworkPolicy", names.network_policy)):
+        stage.kube.delete(kind, namespace, name)
+    stage.update_status(workflow, lambda w: None if wf.condition(wf.status(w), "CleanedUp")
+                        else wf.set_condition(wf.status(w), "CleanedUp", True, "Deleted"))
+
+
+def route(event: CloudEvent) -> Handler | None:
+    kind, event_type = event.get_extension("kind"), event.get_type()
+    if event_type in (events.ALGORITHM_FINISHED, events.CONFIGURE_FAILED):
+        return on_stage_done
+    if event_type == events.RESOURCE_UPDATE and kind == "Job" \
+            and (event.get_subject() or "").endswith(("-filter", "-publish")):
+        return on_job_updated
+    if event_type == events.PING:
+        return on_tick
+    return None
+
+
+app = create_app("publish", route, PERMISSIONS)
