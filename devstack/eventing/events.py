@@ -87,7 +87,7 @@ def _require(present: set[str], prefix: str) -> None:
     """The SDK would invent a missing id or specversion; a received event must carry them."""
     for name in REQUIRED:
         if name not in present:
-            raise MalformedEvent(f"invalid CloudEvent: required attribute {prefix}{name} is missing")
+            raise MalformedEvent(f"invalid CloudEvent: attribute {prefix}{name} is missing")
 
 
 def _data_bytes(event: BaseCloudEvent) -> bytes | None:
