@@ -20,7 +20,7 @@ from flask import Flask, Response, jsonify, request
 
 from shared import events, jobs, logs, settings
 from shared import workflow as wf
-from shared.kube import Kube, KubeError, Permission
+from shared.kube import Kube, KubeError, Permission, api_client
 from shared.settings import Settings
 from shared.workflow import InvalidTransition
 
@@ -81,8 +81,12 @@ Router = Callable[[CloudEvent], Handler | None]
 
 
 def create_app(name: str, route: Router, permissions: Iterable[Permission],
-               kube: Kube | None = None, config: Settings | None = None) -> Flask:
-    """A Flask app for stage `name`; Kubernetes and settings are built lazily."""
+               kubeconfig: str | None = None, config: Settings | None = None) -> Flask:
+    """A Flask app for stage `name`, allowed only `permissions` on Kubernetes.
+
+    Settings (default: the environment) and the Kubernetes client (default:
+    in-cluster, else KUBECONFIG) are built on first use, so importing is cheap.
+    """
     app = Flask(f"c2d.{name}")
     state: dict[str, Stage] = {}
     log = logging.getLogger(f"c2d.{name}")
@@ -91,7 +95,8 @@ def create_app(name: str, route: Router, permissions: Iterable[Permission],
         if "stage" not in state:
             current = config or settings.get()
             logs.setup(current.log_level, current.log_cfg)
-            state["stage"] = Stage(name, current, kube or Kube(permissions=permissions), log)
+            kube = Kube(api_client(kubeconfig), permissions=permissions)
+            state["stage"] = Stage(name, current, kube, log)
         return state["stage"]
 
     app.config["c2d_stage"] = stage

@@ -8,12 +8,14 @@ outcome, which publish turns into published logs and results.
 from __future__ import annotations
 
 from cloudevents.core.v1.event import CloudEvent
+from flask import Flask
 
 from functions.algorithm import decide
 from shared import events, manifests
 from shared import workflow as wf
 from shared.app import Handler, Stage, create_app
 from shared.jobs import Outcome
+from shared.settings import Settings
 
 PERMISSIONS = {
     ("workflows", "get"), ("workflows", "list"), ("workflows/status", "update"),
@@ -134,4 +136,9 @@ def route(event: CloudEvent) -> Handler | None:
     return None
 
 
-app = create_app("algorithm", route, PERMISSIONS)
+def build(kubeconfig: str | None = None, config: Settings | None = None) -> Flask:
+    """The algorithm function's app; tests pass their own kubeconfig and settings."""
+    return create_app("algorithm", route, PERMISSIONS, kubeconfig=kubeconfig, config=config)
+
+
+app = build()

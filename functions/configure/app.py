@@ -7,13 +7,14 @@ Job's updates, and the resync tick. Serves GET /environment.
 from __future__ import annotations
 
 from cloudevents.core.v1.event import CloudEvent
-from flask import jsonify
+from flask import Flask, Response, jsonify
 
 from functions.configure import admission, decide, environment
 from shared import events, manifests
 from shared import workflow as wf
 from shared.app import Handler, Stage, create_app
 from shared.kube import KubeError
+from shared.settings import Settings
 
 PERMISSIONS = {
     ("workflows", "get"), ("workflows", "list"), ("workflows/status", "update"),
@@ -160,9 +161,15 @@ def route(event: CloudEvent) -> Handler | None:
     return None
 
 
-app = create_app("configure", route, PERMISSIONS)
+def build(kubeconfig: str | None = None, config: Settings | None = None) -> Flask:
+    """The configure function's app; tests pass their own kubeconfig and settings."""
+    flask_app = create_app("configure", route, PERMISSIONS, kubeconfig=kubeconfig, config=config)
+
+    @flask_app.get("/environment")
+    def get_environment() -> Response:
+        return jsonify(current_environment(flask_app.config["c2d_stage"]()))
+
+    return flask_app
 
 
-@app.get("/environment")
-def get_environment():
-    return jsonify(current_environment(app.config["c2d_stage"]()))
+app = build()

@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 
 import requests
 from cloudevents.core.v1.event import CloudEvent
+from flask import Flask
 
 from functions.notify import decide
 from shared import events, signing
 from shared import workflow as wf
 from shared.app import Handler, RetryLater, Stage, create_app
+from shared.settings import Settings
 
 PERMISSIONS = {("workflows", "get"), ("workflows", "list"), ("workflows/status", "update")}
 KINDS = {events.WORKFLOW_STARTED: "start", events.WORKFLOW_FINISHED: "stop"}
@@ -81,4 +83,9 @@ def route(event: CloudEvent) -> Handler | None:
     return None
 
 
-app = create_app("notify", route, PERMISSIONS)
+def build(kubeconfig: str | None = None, config: Settings | None = None) -> Flask:
+    """The notify function's app; tests pass their own kubeconfig and settings."""
+    return create_app("notify", route, PERMISSIONS, kubeconfig=kubeconfig, config=config)
+
+
+app = build()

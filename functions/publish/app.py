@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cloudevents.core.v1.event import CloudEvent
+from flask import Flask
 
 from functions.publish import decide
 from shared import events, manifests, storage
 from shared import workflow as wf
 from shared.app import Handler, Stage, create_app
 from shared.kube import KubeError
+from shared.settings import Settings
 
 PERMISSIONS = {
     ("workflows", "get"), ("workflows", "list"), ("workflows", "delete"),
@@ -150,4 +152,9 @@ def route(event: CloudEvent) -> Handler | None:
     return None
 
 
-app = create_app("publish", route, PERMISSIONS)
+def build(kubeconfig: str | None = None, config: Settings | None = None) -> Flask:
+    """The publish function's app; tests pass their own kubeconfig and settings."""
+    return create_app("publish", route, PERMISSIONS, kubeconfig=kubeconfig, config=config)
+
+
+app = build()
