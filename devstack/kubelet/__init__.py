@@ -1,0 +1,222 @@
+"""The embedded kubelet: runs the pods of the single node ``c2d-embedded`` as local processes.
+
+It watches pods over HTTP like a node's kubelet, binds unscheduled pods to its
+node (the scheduler's job, trivial with one node), runs each pod in a
+:class:`~devstack.kubelet.worker.PodWorker`, and finishes deletions: a pod with
+a ``deletionTimestamp`` gets SIGTERM, its grace period, SIGKILL, then its
+object is removed (delete with grace 0). Images are never pulled: the
+container's command runs with the host's tools, with ``python`` being the
+interpreter of the running virtualenv and the project importable.
+
+Containers see their volumes on their real mount paths when bubblewrap works
+(``mode == "bwrap"``), otherwise mount paths are rewritten (``mode ==
+"rewrite"``); see :mod:`devstack.kubelet.sandbox`. The mode is logged at start.
+
+Logs go to ``<log_dir>/<namespace>/<pod>/<container>.log`` (stdout and stderr
+interleaved), where the API server reads them for ``pods/log``. Claims are
+folders under ``claims_dir`` (see :mod:`devstack.kubelet.volumes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from devstack.kubelet.informer import Informer, call
+from devstack.kubelet.podconfig import ConfigError
+from devstack.kubelet.sandbox import detect_mode
+from devstack.kubelet.volumes import MERGE_PATCH, ClaimBinder
+from devstack.kubelet.worker import HOST_IP, NODE_NAME, PodWorker, Runtime, log_path
+
+__all__ = ["HOST_IP", "NODE_NAME", "Kubelet", "log_path"]
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 2.0  # seconds a container gets to exit when the whole stack stops
+GONE_GRACE = 2.0  # a pod removed without graceful deletion: the kubelet's minimum grace
+
+
+class Kubelet:
+    """Runs the pods of node :data:`NODE_NAME`; ``start()`` / ``stop()``.
+
+    ``mode`` forces ``"bwrap"`` or ``"rewrite"`` (default: bwrap when it works).
+    ``extra_env`` is added to every container's environment before its own env.
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        log_dir: Path,
+        work_dir: Path,
+        mode: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.mode = detect_mode(mode)
+        self.claims_dir = Path(work_dir) / "volumes"
+        self._core = client.CoreV1Api(api_client)
+        self._rt = Runtime(
+            core=self._core,
+            mode=self.mode,
+            log_dir=Path(log_dir),
+            pods_dir=Path(work_dir) / "pods",
+            claims_dir=self.claims_dir,
+            get_secret=self._getter(self._core.read_namespaced_secret),
+            get_configmap=self._getter(self._core.read_namespaced_config_map),
+            get_claim=self._getter(self._core.read_namespaced_persistent_volume_claim),
+            extra_env=dict(extra_env or {}),
+        )
+        self._workers: dict[str, PodWorker] = {}
+        self._finished: set[str] = set()  # uids whose containers have all run
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubelet-api")
+        self._bind_subresource = True
+        self.claims = ClaimBinder(api_client, self.claims_dir)
+        self.pods = Informer("pods", self._core.list_pod_for_all_namespaces, self._on_pod)
+
+    def start(self) -> None:
+        log.info("kubelet: node %s, containers run in %s mode", NODE_NAME, self.mode)
+        self.claims.start()
+        self.pods.start()
+
+    def stop(self) -> None:
+        """Stop watching, stop every container (SIGTERM, short grace, SIGKILL), wait."""
+        with self._lock:
+            self._stopping = True
+            workers = list(self._workers.values())
+        self.pods.stop()
+        self.claims.stop()
+        for w in workers:
+            w.stop(SHUTDOWN_GRACE, quiet=True)
+        for w in workers:
+            w.thread.join(timeout=SHUTDOWN_GRACE + 10)
+        self._calls.shutdown(wait=True, cancel_futures=True)
+
+    def running_pids(self) -> list[int]:
+        """Process ids of the containers running now (for diagnostics and tests)."""
+        with self._lock:
+            workers = list(self._workers.values())
+        return [pid for w in workers for pid in w.pids()]
+
+    # -- events ------------------------------------------------------------
+
+    def _on_pod(self, kind: str, pod: dict) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        uid = meta["uid"]
+        node = spec.get("nodeName")
+        if node and node != NODE_NAME:
+            return
+        with self._lock:
+            if self._stopping:
+                return
+            worker = self._workers.get(uid)
+            if kind == "DELETED":
+                self._finished.discard(uid)
+                if worker is not None:
+                    worker.stop(_grace(pod, GONE_GRACE), quiet=True)
+                return
+            if meta.get("deletionTimestamp"):
+                if worker is not None:
+                    worker.stop(_grace(pod, worker.grace), deleting=True)
+                else:  # nothing runs for it: finish the deletion now
+                    self._submit(self._remove, pod)
+                return
+            if worker is not None or uid in self._finished:
+                return
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                self._finished.add(uid)
+                return
+            if node:
+                self._start_worker(pod)
+            else:
+                self._submit(self._bind_and_start, pod)
+
+    def _start_worker(self, pod: dict) -> None:
+        """Start a worker for ``pod`` (caller holds the lock)."""
+        worker = PodWorker(self._rt, pod, self._worker_done)
+        self._workers[worker.uid] = worker
+        worker.start()
+
+    def _worker_done(self, worker: PodWorker) -> None:
+        with self._lock:
+            self._workers.pop(worker.uid, None)
+            self._finished.add(worker.uid)
+
+    def _submit(self, fn, *args) -> None:  # noqa: ANN001
+        try:
+            self._calls.submit(fn, *args)
+        except RuntimeError:  # shutting down
+            pass
+
+    # -- API calls (on the kubelet-api threads) ----------------------------
+
+    def _bind_and_start(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        if not self._bind(meta["name"], meta.get("namespace") or "default"):
+            return
+        bound = dict(pod, spec=dict(pod.get("spec") or {}, nodeName=NODE_NAME))
+        with self._lock:
+            if not self._stopping and meta["uid"] not in self._workers:
+                self._start_worker(bound)
+
+    def _bind(self, name: str, ns: str) -> bool:
+        """Assign the pod to this node: the ``binding`` subresource, else a spec patch."""
+        if self._bind_subresource:
+            body = client.V1Binding(
+                metadata=client.V1ObjectMeta(name=name),
+                target=client.V1ObjectReference(api_version="v1", kind="Node", name=NODE_NAME),
+            )
+            try:
+                call(self._core.create_namespaced_pod_binding, name, ns, body)
+                return True
+            except ApiException as exc:
+                if exc.status not in (404, 405):
+                    log.warning("binding pod %s/%s failed: %s", ns, name, exc)
+                    return False
+                log.info("no pods/binding subresource (%s); binding by patching spec.nodeName",
+                         exc.status)
+                self._bind_subresource = False
+        try:
+            call(self._core.patch_namespaced_pod, name, ns,
+                 {"spec": {"nodeName": NODE_NAME}}, _content_type=MERGE_PATCH)
+            return True
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("binding pod %s/%s failed: %s", ns, name, exc)
+            return False
+
+    def _remove(self, pod: dict) -> None:
+        """Finish the deletion of a pod with no running container."""
+        meta = pod["metadata"]
+        body = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+        )
+        try:
+            call(self._core.delete_namespaced_pod, meta["name"], meta.get("namespace") or "default",
+                 body=body)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                log.warning("deleting pod %s failed: %s", meta["name"], exc)
+
+    def _getter(self, read):  # noqa: ANN001, ANN202 - a read_namespaced_* method
+        def get(namespace: str, name: str) -> dict | None:
+            try:
+                return call(read, name, namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise ConfigError(f"reading {name!r}: {exc.status} {exc.reason}") from exc
+            except Exception as exc:  # noqa: BLE001 - API unreachable: retry later
+                raise ConfigError(f"reading {name!r}: {exc}") from exc
+        return get
+
+
+def _grace(pod: dict, default: float) -> float:
+    meta = pod["metadata"]
+    value = meta.get("deletionGracePeriodSeconds")
+    return float(default if value is None else value)
