@@ -1,0 +1,201 @@
+"""Streaming HTTP downloads with bounded memory, timeouts, retries and a disk budget.
+
+File names are always chosen by the caller: nothing the server says
+(Content-Disposition, redirects) decides where bytes land. Error texts name the
+host only, never the query string, which may carry a signature or a token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from urllib3.exceptions import ReadTimeoutError
+
+from functions.configure.podio import redact_url
+
+CHUNK = 1 << 20
+ZEROS = bytes(CHUNK)
+MAX_JSON_BYTES = 16 << 20
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+ALLOWED_SCHEMES = ("http://", "https://")
+
+
+class FetchError(Exception):
+    """A download failed; `transient` failures are worth another try."""
+
+    def __init__(self, reason: str, transient: bool = False):
+        super().__init__(reason)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Limits:
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0  # longest silence between two reads, not a total
+    retries: int = 3
+    backoff: float = 1.0  # seconds before the first retry, doubled each time
+    max_redirects: int = 5
+
+
+class DiskBudget:
+    """Bytes the configure pod may still write (diskGB of the data volume)."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit = limit_bytes
+        self.used = 0
+
+    def take(self, size: int) -> None:
+        if self.used + size > self.limit:
+            raise FetchError(f"disk limit exceeded: more than {self.limit} bytes (diskGB) needed")
+        self.used += size
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+
+
+def _host(url: str) -> str:
+    return redact_url(url).split("://", 1)[-1].split("/", 1)[0]
+
+
+def _describe(error: Exception, url: str) -> FetchError:
+    """A FetchError from a requests exception, without the URL's query."""
+    host = _host(url)
+    if isinstance(error, requests.exceptions.InvalidSchema | requests.exceptions.InvalidURL |
+                  requests.exceptions.MissingSchema):
+        return FetchError(f"invalid or unsupported URL for {redact_url(url)}")
+    if isinstance(error, requests.exceptions.TooManyRedirects):
+        return FetchError(f"too many redirects from {host}")
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return FetchError(f"timed out connecting to {host}", transient=True)
+    cause = error.args[0] if error.args else None  # a stalled body arrives wrapped
+    if isinstance(error, requests.exceptions.Timeout) or isinstance(cause, ReadTimeoutError):
+        return FetchError(f"timed out waiting for data from {host}", transient=True)
+    if isinstance(error, requests.exceptions.ContentDecodingError):
+        return FetchError(f"undecodable content from {host}")
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return FetchError(f"connection to {host} broke during the transfer", transient=True)
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return FetchError(f"connection to {host} failed or was reset", transient=True)
+    return FetchError(f"request to {host} failed ({type(error).__name__})")
+
+
+def _check_status(response: requests.Response, url: str) -> None:
+    if response.status_code >= 400:
+        raise FetchError(f"HTTP {response.status_code} from {_host(url)}",
+                         transient=response.status_code in TRANSIENT_STATUS)
+
+
+class Fetcher:
+    """Downloads into files and fetches small JSON documents, with retries."""
+
+    def __init__(self, limits: Limits, budget: DiskBudget, logger: logging.Logger):
+        self.limits = limits
+        self.budget = budget
+        self.log = logger
+        self.session = requests.Session()
+        self.session.max_redirects = limits.max_redirects
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _retrying(self, what: str, attempt: Callable[[], Any]) -> Any:
+        for number in range(self.limits.retries + 1):
+            try:
+                return attempt()
+            except FetchError as error:
+                if not error.transient or number == self.limits.retries:
+                    raise
+                delay = self.limits.backoff * 2 ** number
+                self.log.warning("%s: %s; retrying in %.1f s", what, error, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _get(self, url: str, **kwargs: Any) -> requests.Response:
+        if not url.lower().startswith(ALLOWED_SCHEMES):
+            raise FetchError(f"only http:// and https:// URLs are fetched, not {redact_url(url)}")
+        method = kwargs.pop("method", "GET")
+        try:
+            response = self.session.request(
+                method, url, stream=True,
+                timeout=(self.limits.connect_timeout, self.limits.read_timeout), **kwargs)
+        except requests.RequestException as error:
+            raise _describe(error, url) from None
+        try:
+            _check_status(response, url)
+        except FetchError:
+            response.close()
+            raise
+        return response
+
+    def json(self, url: str, method: str = "GET", body: Any = None) -> Any:
+        """A JSON document (at most 16 MiB) from `url`."""
+
+        def attempt() -> Any:
+            kwargs = {"json": body} if body is not None else {}
+            with self._get(url, method=method, **kwargs) as response:
+                data = bytearray()
+                try:
+                    for chunk in response.iter_content(CHUNK):
+                        data += chunk
+                        if len(data) > MAX_JSON_BYTES:
+                            raise FetchError(f"response from {_host(url)} is larger than 16 MiB")
+                except requests.RequestException as error:
+                    raise _describe(error, url) from None
+            try:
+                return json.loads(data)
+            except ValueError:
+                raise FetchError(f"response from {redact_url(url)} is not JSON") from None
+
+        return self._retrying(redact_url(url), attempt)
+
+    def download(self, url: str | Callable[[], str], target: Path) -> int:
+        """Stream `url` (or a fresh URL from the callable, per attempt) into `target`.
+
+        Returns the size. Runs of zeros are skipped with a seek, so sparse data
+        stays sparse on disk; the size still counts fully against the budget.
+        """
+        make_url = url if callable(url) else (lambda: url)
+
+        def attempt() -> int:
+            current = make_url()
+            with self._get(current) as response:
+                announced = response.headers.get("Content-Length", "")
+                if announced.isdigit() and self.budget.used + int(announced) > self.budget.limit:
+                    raise FetchError(f"{_host(current)} announces {announced} bytes, more than "
+                                     f"the disk limit (diskGB) leaves")
+                return self._write(response, current, target)
+
+        return self._retrying(str(target), attempt)
+
+    def _write(self, response: requests.Response, url: str, target: Path) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        fd = os.open(target, flags, 0o644)
+        written = 0
+        try:
+            for chunk in response.iter_content(CHUNK):
+                self.budget.take(len(chunk))
+                written += len(chunk)
+                if chunk == ZEROS[:len(chunk)]:
+                    os.lseek(fd, len(chunk), os.SEEK_CUR)
+                else:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+            os.ftruncate(fd, written)  # materialises trailing skipped zeros
+        except requests.RequestException as error:
+            self.budget.give_back(written)
+            raise _describe(error, url) from None
+        except BaseException:
+            self.budget.give_back(written)
+            raise
+        finally:
+            os.close(fd)
+        return written
