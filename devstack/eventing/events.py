@@ -23,6 +23,8 @@ from cloudevents.core.bindings.http import (
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from devstack.eventing.manifests import ManifestError
+
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 REQUIRED = ("specversion", "id", "source", "type")
 _JSON_TYPE = JSONFormat.JSON_CONTENT_TYPE_PATTERN
@@ -149,8 +151,13 @@ def make_event(attributes: dict[str, Any], data: bytes | None = None) -> CloudEv
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
 
 
-def check_extension_name(name: str, where: str) -> str:
-    """Extension names are lowercase alphanumeric (CloudEvents 1.0)."""
-    if not isinstance(name, str) or not _EXTENSION_NAME.match(name):
-        raise ValueError(f"{where}: {name!r} is not a valid CloudEvents attribute name")
-    return name
+def ce_overrides(spec: Mapping[str, Any], where: str) -> dict[str, str]:
+    """A source's `spec.ceOverrides.extensions`: extra attributes on every event it sends."""
+    extensions = (spec.get("ceOverrides") or {}).get("extensions") or {}
+    if not isinstance(extensions, Mapping):
+        raise ManifestError(f"{where}: spec.ceOverrides.extensions must be a mapping")
+    for name in extensions:
+        if not isinstance(name, str) or not _EXTENSION_NAME.match(name):
+            raise ManifestError(f"{where}: spec.ceOverrides.extensions: {name!r} is not a "
+                                "CloudEvents attribute name (lowercase letters and digits)")
+    return {name: str(value) for name, value in extensions.items()}
