@@ -1,0 +1,42 @@
+"""``python -m devstack.apiserver``: run the embedded API server in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from . import APIServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.apiserver",
+                                     description="Embedded Kubernetes API server (c2d devstack)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--data-dir", type=Path, help="persist objects in this folder")
+    parser.add_argument("--log-dir", type=Path, help="pod logs: <dir>/<ns>/<pod>/<container>.log")
+    parser.add_argument("--crd", type=Path, action="append", default=[],
+                        help="CRD file to apply at start (repeatable)")
+    parser.add_argument("--kubeconfig", type=Path, help="also write a kubeconfig here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = APIServer(crd_files=args.crd, data_dir=args.data_dir, log_dir=args.log_dir,
+                       host=args.host, port=args.port)
+    url = server.start()
+    if args.kubeconfig:
+        from devstack.kubeconfig import write_kubeconfig
+        write_kubeconfig(url, args.kubeconfig)
+    print(url, flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
