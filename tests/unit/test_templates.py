@@ -1,0 +1,139 @@
+"""shared.templates: quoting that keeps values as data, StrictUndefined, TEMPLATES_DIR."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from shared import manifests, templates
+from shared.templates import TemplateError
+
+from .helpers import HOSTILE, load_settings
+
+STRUCTURED = [None, True, False, 0, -7, 3.5, "", [], {}, ["a", {"b": [1, None]}],
+              {"key: x": "v\n", "nested": {"&a": "*a", "list": ["---", "{{ x }}"]}}]
+
+
+@pytest.mark.parametrize("value", HOSTILE + STRUCTURED, ids=repr)
+def test_quote_reads_back_as_the_same_value(value):
+    text = templates.quote(value)
+    assert "\n" not in text and "\u2028" not in text and "\u0085" not in text
+    assert yaml.safe_load(text) == value
+    assert yaml.safe_load(f"key: {text}\nother: 1\n") == {"key": value, "other": 1}
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+def test_value_in_a_template_stays_one_scalar(tmp_path, value):
+    (tmp_path / "obj.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ name }}\n"
+        "data:\n  a: {{ value }}\n  b: fixed\n")
+    obj = templates.render("obj.yaml", {"name": "n", "value": value}, str(tmp_path))
+    assert obj == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"},
+                   "data": {"a": value, "b": "fixed"}}
+
+
+def test_template_text_in_a_value_is_not_rendered(tmp_path):
+    (tmp_path / "obj.yaml").write_text("kind: X\nvalue: {{ value }}\n")
+    obj = templates.render("obj.yaml", {"value": "{{ secret }}{% include 'obj.yaml' %}",
+                                        "secret": "leaked"}, str(tmp_path))
+    assert obj["value"] == "{{ secret }}{% include 'obj.yaml' %}"
+
+
+UNDEFINED_BUG = pytest.mark.xfail(strict=True, reason="BUG: `{{ undefined }}` reaches the "
+                                  "finalize hook (quote) before StrictUndefined raises, so "
+                                  "json.dumps fails with TypeError instead of TemplateError")
+
+
+@UNDEFINED_BUG
+def test_undefined_variable_is_a_template_error(tmp_path):
+    (tmp_path / "obj.yaml").write_text("kind: X\nvalue: {{ nowhere }}\n")
+    with pytest.raises(TemplateError, match="nowhere"):
+        templates.render("obj.yaml", {}, str(tmp_path))
+
+
+@UNDEFINED_BUG
+def test_undefined_attribute_is_a_template_error(tmp_path):
+    (tmp_path / "obj.yaml").write_text("kind: X\nvalue: {{ names.nope }}\n")
+    with pytest.raises(TemplateError, match="nope"):
+        templates.render("obj.yaml", {"names": {"job": "x"}}, str(tmp_path))
+
+
+@pytest.mark.parametrize("text", ["{{ nowhere }}", "{{ names.nope }}"])
+def test_undefined_value_never_renders_silently(tmp_path, text):
+    (tmp_path / "obj.yaml").write_text(f"kind: X\nvalue: {text}\n")
+    with pytest.raises(Exception):  # noqa: B017 - any error beats a silent empty value
+        templates.render("obj.yaml", {"names": {"job": "x"}}, str(tmp_path))
+
+
+def test_undefined_in_a_condition_is_a_template_error(tmp_path):
+    (tmp_path / "obj.yaml").write_text("kind: X\n{% if missing %}a: 1{% endif %}\n")
+    with pytest.raises(TemplateError):
+        templates.render("obj.yaml", {}, str(tmp_path))
+
+
+def test_missing_template_names_the_folder(tmp_path):
+    with pytest.raises(TemplateError, match=str(tmp_path)):
+        templates.render("job.yaml", {}, str(tmp_path))
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("kind: A\n---\nkind: B\n", "invalid YAML"),
+    ("kind: [unclosed\n", "invalid YAML"),
+    ("- kind: A\n", "did not render a Kubernetes object"),
+    ("just text\n", "did not render a Kubernetes object"),
+    ("metadata: {}\n", "did not render a Kubernetes object"),
+    ("", "did not render a Kubernetes object"),
+])
+def test_template_that_renders_no_single_object_is_refused(tmp_path, text, problem):
+    (tmp_path / "obj.yaml").write_text(text)
+    with pytest.raises(TemplateError, match=problem):
+        templates.render("obj.yaml", {}, str(tmp_path))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a Jinja syntax error in a template (e.g. an "
+                   "operator's TEMPLATES_DIR) escapes as jinja2.TemplateSyntaxError, not "
+                   "TemplateError")
+def test_template_syntax_error_is_a_template_error(tmp_path):
+    (tmp_path / "obj.yaml").write_text("kind: X\n{% if %}\n")
+    with pytest.raises(TemplateError):
+        templates.render("obj.yaml", {}, str(tmp_path))
+
+
+def test_syntax_error_is_at_least_a_jinja_error(tmp_path):
+    (tmp_path / "obj.yaml").write_text("kind: X\n{% if %}\n")
+    with pytest.raises((TemplateError, jinja2.TemplateError)):
+        templates.render("obj.yaml", {}, str(tmp_path))
+
+
+def test_builtin_templates_are_used_by_default(workflow):
+    assert templates.BUILTIN_DIR == Path(manifests.__file__).parent / "templates"
+    assert manifests.configmap(workflow, load_settings())["kind"] == "ConfigMap"
+
+
+def test_templates_dir_overrides_the_builtin_folder(tmp_path, workflow):
+    folder = tmp_path / "mine"
+    shutil.copytree(templates.BUILTIN_DIR, folder)
+    original = (folder / "configmap.yaml").read_text()
+    (folder / "configmap.yaml").write_text(original.replace(
+        "  labels: {{ labels }}\n",
+        "  labels: {{ labels }}\n  annotations:\n    example.org/owner: {{ name }}\n"))
+    custom = manifests.configmap(workflow, load_settings({"TEMPLATES_DIR": str(folder)}))
+    assert custom["metadata"]["annotations"] == {"example.org/owner": "wf-1"}
+    builtin = manifests.configmap(workflow, load_settings())
+    assert "annotations" not in builtin["metadata"]
+    # the rest of the object is the same
+    del custom["metadata"]["annotations"]
+    assert custom == builtin
+
+
+def test_incomplete_templates_dir_is_a_clear_error(tmp_path, workflow):
+    (tmp_path / "configmap.yaml").write_text((templates.BUILTIN_DIR / "configmap.yaml")
+                                             .read_text())
+    settings = load_settings({"TEMPLATES_DIR": str(tmp_path)})
+    assert manifests.configmap(workflow, settings)["kind"] == "ConfigMap"
+    with pytest.raises(TemplateError, match="secret.yaml"):
+        manifests.secret(workflow, settings)
