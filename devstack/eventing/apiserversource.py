@@ -179,6 +179,7 @@ class ApiServerSource:
         self._lock = threading.Lock()
         self.sent = 0
         self.dropped = 0
+        self.watches = 0  # watch requests made (they end and resume; tests observe it)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -279,6 +280,7 @@ class ApiServerSource:
         raw = response.response
         with self._lock:
             self._responses.add(raw)
+            self.watches += 1
         try:
             if self._stop.is_set():
                 return version

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import statistics
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -367,8 +370,6 @@ def test_broker_delivery_is_the_trigger_default(manifests, subscriber_factory,
 
 
 def test_timeout_is_a_retried_failure(manifests, subscriber_factory, broker_factory) -> None:
-    import threading
-
     release = threading.Event()
     fn = subscriber_factory()
 
@@ -385,3 +386,41 @@ def test_timeout_is_a_retried_failure(manifests, subscriber_factory, broker_fact
     release.set()
     assert broker.counters["retried"] == 1
     assert broker.counters["failed"] == 1
+
+
+def test_deliveries_are_concurrent(manifests, subscriber_factory, broker_factory) -> None:
+    """A subscriber that hangs does not delay another Trigger's delivery."""
+    slow, fast = subscriber_factory(), subscriber_factory()
+    release = threading.Event()
+    slow.respond = lambda r: (release.wait(5), (202, {}, b""))[1]
+    write_manifests(manifests, trigger("slow", service="slow"), trigger("fast", service="fast"))
+    broker = broker_factory(manifests, {"slow": slow.url, "fast": fast.url})
+    broker.ingest(event())
+    broker.ingest(event())
+    fast.wait_for(2, timeout=2)
+    assert not release.is_set()
+    release.set()
+    assert broker.wait_idle(5)
+
+
+def test_latency_event_in_to_subscriber(manifests, subscriber_factory, broker_factory) -> None:
+    """POST to the ingress until the subscriber has it: the median stays far under 50 ms."""
+    fn = subscriber_factory()
+    arrived: list[float] = []
+
+    def record(_: Received):
+        arrived.append(time.perf_counter())
+        return 202, {}, b""
+
+    fn.respond = record
+    write_manifests(manifests, trigger("t", service="fn"))
+    broker = broker_factory(manifests, {"fn": fn.url})
+    pool = urllib3.PoolManager()
+    latencies = []
+    for i in range(50):
+        headers, body = to_http(event())
+        sent = time.perf_counter()
+        assert pool.request("POST", broker.url, headers=headers, body=body).status == 202
+        fn.wait_for(i + 1)
+        latencies.append(arrived[i] - sent)
+    assert statistics.median(latencies) < 0.05, latencies
