@@ -203,7 +203,7 @@ class Broker:
         return self
 
     def stop(self) -> None:
-        """Stop the ingress, drop pending retries, wait for running deliveries."""
+        """Stop the ingress and drop pending retries; running deliveries are not awaited."""
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()

@@ -15,6 +15,10 @@ from cloudevents.core.base import BaseCloudEvent
 from devstack.eventing.events import to_http
 from devstack.eventing.manifests import ManifestError
 
+# Without `delivery.timeout` an attempt may last as long as a Knative Service request
+# (Serving's default timeoutSeconds); a hung subscriber cannot hold a worker forever.
+DEFAULT_TIMEOUT = 300.0
+
 # Knative retries these statuses and network errors; every other 4xx and 3xx is final.
 RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})
 
@@ -171,7 +175,7 @@ class Sender:
         try:
             reply = self._pool.request(
                 "POST", url, body=body, headers=headers,
-                timeout=urllib3.Timeout(total=timeout) if timeout else None,
+                timeout=urllib3.Timeout(total=timeout or DEFAULT_TIMEOUT),
                 redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:

@@ -23,12 +23,16 @@ class Scheduler:
         self._timer.start()
 
     def submit(self, task: Callable[[], None]) -> None:
-        """Run `task` as soon as a worker is free."""
-        self._pool.submit(task)
+        """Run `task` as soon as a worker is free (dropped once stopped)."""
+        with self._wakeup:
+            if not self._stopped:
+                self._pool.submit(task)
 
     def call_later(self, delay: float, task: Callable[[], None]) -> None:
-        """Run `task` on the pool after `delay` seconds."""
+        """Run `task` on the pool after `delay` seconds (dropped once stopped)."""
         with self._wakeup:
+            if self._stopped:
+                return
             heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), task))
             self._wakeup.notify()
 
@@ -52,10 +56,10 @@ class Scheduler:
                 self._pool.submit(task)
 
     def stop(self) -> None:
-        """Drop delayed tasks, let running ones finish, stop the threads."""
+        """Drop delayed and queued tasks; running ones end on their own (not awaited)."""
         with self._wakeup:
             self._stopped = True
             self._heap.clear()
             self._wakeup.notify()
         self._timer.join()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
