@@ -86,6 +86,13 @@ _TYPES = {
 }
 
 
+_FORMATS = {
+    "date-time": re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?"
+                            r"([Zz]|[+-]\d{2}:\d{2})$"),
+    "date": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
+}
+
+
 def _show(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"))
 
@@ -122,6 +129,10 @@ def check(value: Any, schema: Schema, path: str, out: list[dict[str, str]]) -> N
         if "minLength" in schema and len(value) < schema["minLength"]:
             out.append(bad_value(path, value, f"{path} in body should be at least "
                                  f"{schema['minLength']} chars long"))
+        fmt = schema.get("format")
+        if fmt in _FORMATS and not _FORMATS[fmt].match(value):
+            out.append(bad_value(path, value, f"{path} in body must be of type {fmt}: "
+                                 f"{_show(value)}"))
         if "pattern" in schema and not re.search(schema["pattern"], value):
             out.append(bad_value(path, value, f"{path} in body should match "
                                  f"'{schema['pattern']}'"))

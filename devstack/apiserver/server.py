@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +25,31 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections so that no handler thread outlives the server."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class APIServer:
@@ -59,7 +85,7 @@ class APIServer:
         self.port = self._httpd.server_address[1]
         self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
+                                        kwargs={"poll_interval": 0.05},
                                         name="apiserver-http", daemon=True)
         self._thread.start()
         return self.url
@@ -86,11 +112,12 @@ class APIServer:
             self._app.stopping = True
         if self._httpd:
             self._httpd.shutdown()
+            self._httpd.close_connections()
             self._httpd.server_close()
+        if self.api:
+            self.api.store.close()        # ends every watch stream and the collector's
         if self._gc:
             self._gc.stop()
-        if self.api:
-            self.api.store.close()
         if self._thread:
             self._thread.join(timeout=5)
         self._httpd = None

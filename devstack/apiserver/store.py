@@ -126,6 +126,8 @@ class Journal:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
 
     def append(self, op: str, rv: int, bucket: str, key: Key, obj: Obj | None) -> None:
+        if self._file is None:      # closed: the server is stopping
+            return
         rec = {"op": op, "rv": rv, "bucket": bucket, "ns": key[0], "name": key[1]}
         if obj is not None:
             rec["obj"] = obj
