@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -127,3 +128,11 @@ def write_manifests(folder: Path, *docs: dict, filename: str = "triggers.yaml") 
     path = folder / filename
     path.write_text(yaml.safe_dump_all(list(docs), sort_keys=False))
     return path
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Wait for `predicate()` to be true, checking every 10 ms; AssertionError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.01)

@@ -14,9 +14,8 @@ from devstack.apiserver import APIServer
 from devstack.eventing import ApiServerSource, apiserversource, load_manifests, start_eventing
 from devstack.eventing.manifests import DEFAULT_MANIFESTS_DIR, find_one
 from devstack.kubeconfig import write_kubeconfig
-from devstack.testing import wait_until
 
-from .helpers import Subscriber, trigger, write_manifests
+from .helpers import Subscriber, trigger, wait_until, write_manifests
 
 CRD = DEFAULT_MANIFESTS_DIR / "crd.yaml"
 GROUP, VERSION, PLURAL = "oceanprotocol.com", "v1alpha1", "workflows"
@@ -147,7 +146,8 @@ def test_job_label_selector_and_core_subject(api, namespace, subscriber_factory)
         add, update = sink.wait_for(2)
         # A later change of the labelled Job shows that nothing else came in between.
         batch.delete_namespaced_job("wf1-configure", namespace)
-        wait_until(lambda: sink.received[-1].header("ce-type").endswith(".delete"))
+        wait_until(lambda: sink.received[-1].header("ce-type").endswith(".delete"),
+                   what="the delete event")
     finally:
         source.stop()
     names = {r.header("ce-name") for r in sink.received}
