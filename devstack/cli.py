@@ -372,8 +372,9 @@ def report(workflow: dict) -> int:
     line = f"workflow {wf.name(workflow)}: {phase}"
     if status.get("stopReason"):
         line += f" ({status['stopReason']})"
-    if status.get("message"):
-        line += f": {status['message']}"
+    if status.get("message"):  # may hold the pod's last lines: indent them under the outcome
+        first, *rest = status["message"].splitlines() or [""]
+        line += f": {first}" + "".join(f"\n    {more}" for more in rest)
     say(line)
     if status.get("results"):
         print(results_table(workflow), flush=True)
