@@ -49,6 +49,7 @@ MAX_RETRY_BACKOFF = 360.0
 # The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
 _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _TERMINAL = ("Succeeded", "Failed")
+_DISCARDED = "Discarded"  # a pod the controller removed on suspension: not a failure
 
 
 def _suffix() -> str:
@@ -192,7 +193,9 @@ class JobController:
             phase = "Failed"
         if phase in _TERMINAL:
             with self._lock:
-                self._ended.setdefault(job_uid, {})[pod["metadata"]["uid"]] = phase
+                ended = self._ended.setdefault(job_uid, {})
+                if ended.get(pod["metadata"]["uid"]) != _DISCARDED:
+                    ended[pod["metadata"]["uid"]] = phase
         self._queue.add(key)
 
     # -- reconciling ---------------------------------------------------------
@@ -252,7 +255,7 @@ class JobController:
         finishing = st.is_true(conds, "FailureTarget") or st.is_true(conds, "SuccessCriteriaMet")
 
         if not finishing and spec.get("suspend"):
-            self._delete_pods(active)
+            self._delete_pods(active, discard=job["metadata"]["uid"])
             if not st.is_true(conds, "Suspended"):
                 conds = st.set_condition(conds, "Suspended", True, "JobSuspended", "Job suspended")
             status.pop("startTime", None)
@@ -296,7 +299,9 @@ class JobController:
             succeeded=succeeded,
             failed=failed,
         )
-        status = {k: v for k, v in status.items() if v is not None}
+        # as the API serializes it: counters other than `ready` are omitted when zero
+        status = {k: v for k, v in status.items()
+                  if v is not None and not (v == 0 and k in ("active", "succeeded", "failed"))}
         if status != old:
             self._write_status(job, status, old)
         if st.is_true(conds, "Complete") or st.is_true(conds, "Failed"):
@@ -378,9 +383,14 @@ class JobController:
         times = [t for t in times if t]
         return _seconds_since(max(times)) if times else float("inf")
 
-    def _delete_pods(self, pods: list[dict]) -> None:
+    def _delete_pods(self, pods: list[dict], discard: str | None = None) -> None:
+        """Delete ``pods``; with ``discard`` (the Job's uid) they count neither as
+        failed nor as succeeded (a suspended Job's pods)."""
         for p in pods:
             meta = p["metadata"]
+            if discard is not None:
+                with self._lock:
+                    self._ended.setdefault(discard, {})[meta["uid"]] = _DISCARDED
             try:
                 call(self._core.delete_namespaced_pod, meta["name"], meta.get("namespace"))
             except ApiException as exc:

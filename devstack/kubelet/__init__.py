@@ -71,7 +71,7 @@ class Kubelet:
             extra_env=dict(extra_env or {}),
         )
         self._workers: dict[str, PodWorker] = {}
-        self._finished: set[str] = set()  # uids whose containers have all run
+        self._finished: set[str] = set()  # uids never to run (again): done, deleted
         self._lock = threading.Lock()
         self._stopping = False
         self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubelet-api")
@@ -97,10 +97,10 @@ class Kubelet:
             w.thread.join(timeout=SHUTDOWN_GRACE + 10)
         self._calls.shutdown(wait=True, cancel_futures=True)
 
-    def running_pids(self) -> list[int]:
-        """Process ids of the containers running now (for diagnostics and tests)."""
+    def running_pids(self, pod_uid: str | None = None) -> list[int]:
+        """Process ids of the containers running now, of one pod or all (diagnostics, tests)."""
         with self._lock:
-            workers = list(self._workers.values())
+            workers = [w for uid, w in self._workers.items() if pod_uid in (None, uid)]
         return [pid for w in workers for pid in w.pids()]
 
     # -- events ------------------------------------------------------------
@@ -116,7 +116,7 @@ class Kubelet:
                 return
             worker = self._workers.get(uid)
             if kind == "DELETED":
-                self._finished.discard(uid)
+                self._finished.add(uid)  # a binding still in flight must not start it
                 if worker is not None:
                     worker.stop(_grace(pod, GONE_GRACE), quiet=True)
                 return
@@ -124,6 +124,7 @@ class Kubelet:
                 if worker is not None:
                     worker.stop(_grace(pod, worker.grace), deleting=True)
                 else:  # nothing runs for it: finish the deletion now
+                    self._finished.add(uid)
                     self._submit(self._remove, pod)
                 return
             if worker is not None or uid in self._finished:
@@ -161,7 +162,8 @@ class Kubelet:
             return
         bound = dict(pod, spec=dict(pod.get("spec") or {}, nodeName=NODE_NAME))
         with self._lock:
-            if not self._stopping and meta["uid"] not in self._workers:
+            uid = meta["uid"]
+            if not self._stopping and uid not in self._workers and uid not in self._finished:
                 self._start_worker(bound)
 
     def _bind(self, name: str, ns: str) -> bool:
