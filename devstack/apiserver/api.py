@@ -170,7 +170,8 @@ class API:
     # ------------------------------------------------------------------ update / patch
 
     def update(self, rt: ResourceType, ns: str, name: str, body: Any,
-               subresource: str | None = None, strict: bool = True) -> Obj:
+               subresource: str | None = None, strict: bool = True,
+               dry_run: bool = False) -> Obj:
         obj = self._decode(rt, ns, body)
         meta = obj["metadata"]
         if meta.get("name") not in (None, "", name):
@@ -181,10 +182,11 @@ class API:
                               "namespace sent on the request")
         expect = meta.get("resourceVersion") or None
         return self._write_loop(rt, ns, name, lambda old: clone(obj), expect, subresource,
-                                strict)
+                                strict, dry_run)
 
     def patch(self, rt: ResourceType, ns: str, name: str, content_type: str, body: bytes,
-              subresource: str | None = None, strict: bool = True) -> Obj:
+              subresource: str | None = None, strict: bool = True,
+              dry_run: bool = False) -> Obj:
         try:
             patch = json.loads(body or b"null")
         except ValueError as e:
@@ -219,7 +221,7 @@ class API:
                 raise stale(rt.plural, rt.group, name)
             return out
 
-        return self._write_loop(rt, ns, name, apply, None, subresource, strict)
+        return self._write_loop(rt, ns, name, apply, None, subresource, strict, dry_run)
 
     def mutate(self, rt: ResourceType, ns: str, name: str, fn: Callable[[Obj], None],
                subresource: str | None = None) -> Obj:
@@ -231,7 +233,8 @@ class API:
         return self._write_loop(rt, ns, name, apply, None, subresource, False)
 
     def _write_loop(self, rt: ResourceType, ns: str, name: str, make: Callable[[Obj], Obj],
-                    expect: str | None, subresource: str | None, strict: bool) -> Obj:
+                    expect: str | None, subresource: str | None, strict: bool,
+                    dry_run: bool = False) -> Obj:
         key = (ns if rt.namespaced else "", name)
         for _ in range(100):
             old = self.store.get(rt.key, key)
@@ -240,8 +243,8 @@ class API:
             if expect is not None and old["metadata"]["resourceVersion"] != expect:
                 raise stale(rt.plural, rt.group, name)
             new = self._prepare_update(rt, old, make(old), subresource, strict)
-            if new is old:
-                return old
+            if new is old or dry_run:
+                return new
             try:
                 stored = self.store.write(rt.key, new, old["metadata"]["resourceVersion"])
             except CASFailed:
@@ -328,10 +331,11 @@ class API:
 
     # ------------------------------------------------------------------ delete
 
-    def delete(self, rt: ResourceType, ns: str, name: str,
-               options: Obj | None = None) -> tuple[Obj, bool]:
+    def delete(self, rt: ResourceType, ns: str, name: str, options: Obj | None = None,
+               dry_run: bool = False) -> tuple[Obj, bool]:
         """Delete; returns (object, removed now). Pending deletions keep the object."""
         options = options or {}
+        dry_run = dry_run or bool(options.get("dryRun"))
         key = (ns if rt.namespaced else "", name)
         for _ in range(100):
             old = self.store.get(rt.key, key)
@@ -343,6 +347,8 @@ class API:
                                f"namespace may not be deleted",
                                {"name": name, "kind": "namespaces"})
             new = self._deleting(rt, old, options)
+            if dry_run:
+                return (old if new is None else new), new is None
             try:
                 if new is None:
                     return self._remove(rt, old, old["metadata"]["resourceVersion"]), True

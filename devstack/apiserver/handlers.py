@@ -8,7 +8,6 @@ import queue
 import select
 import socket
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -176,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method "
                                "on the requested resource")
             created = api.create(rt, ns or "", body, strict=self._strict(rt, query),
-                                 dry_run=self._dry_run(query, allowed=True))
+                                 dry_run=self._dry_run(query))
             self._send(201, created)
         elif method == "DELETE":
             options = self._delete_options(raw, query)
@@ -206,15 +205,15 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET":
             self._send(200, self._maybe_table(rt, api.get(rt, ns, name), query))
             return
-        self._dry_run(query, allowed=False)
+        dry_run = self._dry_run(query)
         strict = self._strict(rt, query)
         if method == "PUT":
-            self._send(200, api.update(rt, ns, name, self._json_body(raw), sub, strict))
+            self._send(200, api.update(rt, ns, name, self._json_body(raw), sub, strict, dry_run))
         elif method == "PATCH":
             ctype = self.headers.get("Content-Type") or ""
-            self._send(200, api.patch(rt, ns, name, ctype, raw, sub, strict))
+            self._send(200, api.patch(rt, ns, name, ctype, raw, sub, strict, dry_run))
         elif method == "DELETE" and sub is None:
-            obj, removed = api.delete(rt, ns, name, self._delete_options(raw, query))
+            obj, removed = api.delete(rt, ns, name, self._delete_options(raw, query), dry_run)
             if removed and rt.kind != "Pod":
                 self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                  "status": "Success", "details": {
@@ -232,12 +231,12 @@ class Handler(BaseHTTPRequestHandler):
         return not rt.custom or query.get("fieldValidation", "") == "Strict"
 
     @staticmethod
-    def _dry_run(query: dict[str, str], allowed: bool) -> bool:
-        if not query.get("dryRun"):
-            return False
-        if not allowed:
-            raise bad_request("dryRun is only supported on create by this server")
-        return True
+    def _dry_run(query: dict[str, str]) -> bool:
+        """``dryRun=All``: validate and answer, store nothing."""
+        value = query.get("dryRun")
+        if value not in (None, "", "All"):
+            raise bad_request(f'unsupported dry run value "{value}": only "All" is allowed')
+        return value == "All"
 
     def _delete_options(self, raw: bytes, query: dict[str, str]) -> dict[str, Any]:
         options = self._json_body(raw) or {}
@@ -394,11 +393,3 @@ def _terminated(pod: dict[str, Any], container: str) -> bool:
     return False
 
 
-def stream_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Helper for tests: split a chunked body into lines."""
-    buf = b""
-    for chunk in chunks:
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            yield line

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-KUBERNETES_VERSION = "1.32.0"          # what /version reports; kubectl 1.32 on this machine
+KUBERNETES_VERSION = "1.37.0"   # schemas and /version: the API level of the kubernetes client 37.x
 _DIR = f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict"
 _lock = threading.Lock()
 

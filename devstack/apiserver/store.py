@@ -92,6 +92,7 @@ class Journal:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / "journal.jsonl"
         self._file = None
+        self.appended = 0       # records written since the last compaction
 
     def load(self) -> tuple[int, dict[str, dict[Key, Obj]]]:
         rv, buckets = 0, {}
@@ -115,6 +116,9 @@ class Journal:
         return rv, buckets
 
     def _compact(self, rv: int, buckets: dict[str, dict[Key, Obj]]) -> None:
+        if self._file:
+            self._file.close()
+        self.appended = 0
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps({"op": "rv", "rv": rv}) + "\n")
@@ -133,6 +137,13 @@ class Journal:
             rec["obj"] = obj
         self._file.write(json.dumps(rec) + "\n")
         self._file.flush()
+        self.appended += 1
+
+    def maybe_compact(self, rv: int, buckets: dict[str, dict[Key, Obj]]) -> None:
+        """Rewrite the journal as a snapshot once it is mostly history."""
+        live = sum(len(objs) for objs in buckets.values())
+        if self._file and self.appended > max(10000, 4 * live):
+            self._compact(rv, buckets)
 
     def close(self) -> None:
         if self._file:
@@ -214,6 +225,7 @@ class Store:
             self._emit(Event("ADDED" if old is None else "MODIFIED", bucket, obj, old, self._rv))
             if self._journal:
                 self._journal.append("put", self._rv, bucket, key, obj)
+                self._journal.maybe_compact(self._rv, self._buckets)
             return obj
 
     def remove(self, bucket: str, key: Key, expect: str | None) -> Obj:
@@ -232,6 +244,7 @@ class Store:
             self._emit(Event("DELETED", bucket, final, old, self._rv))
             if self._journal:
                 self._journal.append("del", self._rv, bucket, key, None)
+                self._journal.maybe_compact(self._rv, self._buckets)
             return final
 
     def _emit(self, ev: Event) -> None:

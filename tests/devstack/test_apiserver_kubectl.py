@@ -127,3 +127,17 @@ def test_the_python_client_reads_the_kubeconfig(apiserver: APIServer, tmp_path: 
     api = config.new_client_from_config(str(path))
     assert client.VersionApi(api).get_code().git_version.startswith("v1.")
     assert yaml.safe_load(path.read_text())["contexts"][0]["context"]["namespace"] == "team"
+
+
+def test_server_side_dry_run_stores_nothing(kubectl, tmp_path: Path, core) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"},
+          "data": {"a": "1"}}
+    path = _write(tmp_path, "cm.yaml", cm)
+    assert "(server dry run)" in kubectl("apply", "--dry-run=server", "-f", path).stdout
+    assert "dry" not in [c.metadata.name for c in core.list_namespaced_config_map(
+        "default").items]
+    kubectl("apply", "-f", path)
+    cm["data"]["a"] = "2"
+    kubectl("apply", "--dry-run=server", "-f", _write(tmp_path, "cm.yaml", cm))
+    kubectl("delete", "configmap", "dry", "--dry-run=server")
+    assert core.read_namespaced_config_map("dry", "default").data == {"a": "1"}
