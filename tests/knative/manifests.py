@@ -83,12 +83,19 @@ def kubectl() -> str | None:
     return shutil.which("kubectl")
 
 
-def kustomize(folder: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize folder` as objects; the error output on failure."""
+@cache
+def _kustomize_output(folder: Path, signature: tuple[tuple[str, int], ...]) -> str:
     done = subprocess.run([kubectl() or "kubectl", "kustomize", str(folder)], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, f"kubectl kustomize {folder} failed:\n{done.stderr}"
-    return [d for d in yaml.safe_load_all(done.stdout) if d is not None]
+    return done.stdout
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize folder` as fresh objects (built once per state of the files)."""
+    files = sorted(p for root in (folder, KNATIVE) for p in root.rglob("*.yaml"))
+    signature = tuple((str(p), p.stat().st_mtime_ns) for p in files)
+    return [d for d in yaml.safe_load_all(_kustomize_output(folder, signature)) if d is not None]
 
 
 @cache
