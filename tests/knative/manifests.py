@@ -32,6 +32,17 @@ CRD_FILES = ("apiserversource.yaml", "pingsource.yaml", "broker.yaml", "trigger.
 FUNCTIONS = ("configure", "algorithm", "publish", "notify")
 SECRET_KEYS = frozenset({"OPERATOR_PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                          "IPFS_API_KEY", "IPFS_API_CLIENT"})
+# DESIGN section 7: the original operator-engine's variables, all honoured.
+ORIGINAL = {
+    "nCPU", "cpuType", "nGPU", "gpuRam", "gpuType", "ramGB", "diskGB", "priceMinute",
+    "description", "maxJobs", "maxJobDuration", "STORAGE_EXPIRY", "OPERATOR_PRIVATE_KEY",
+    "IPFS_TYPE", "IPFS_OUTPUT", "IPFS_ADMINLOGS", "IPFS_OUTPUT_PREFIX", "IPFS_ADMINLOGS_PREFIX",
+    "IPFS_EXPIRY_TIME", "IPFS_API_KEY", "IPFS_API_CLIENT", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_BUCKET_OUTPUT", "AWS_BUCKET_ADMINLOGS",
+    "STORAGE_CLASS", "NOTIFY_START_URL", "NOTIFY_STOP_URL", "SERVICE_ACCOUNT", "NODE_SELECTOR",
+    "PULL_SECRET", "PULL_POLICY", "FILTERING_CONTAINER", "LOG_CFG", "LOG_LEVEL",
+    "DEBUG_NO_CLEANUP", "POD_CONFIGURATION_CONTAINER", "POD_PUBLISH_CONTAINER",
+}
 # Files of knative/ that are not Kubernetes objects to apply.
 NOT_OBJECTS = {"kustomization.yaml"}
 

@@ -10,22 +10,19 @@ import pytest
 
 from shared import settings
 
-from .manifests import KNATIVE, OVERLAYS, SECRET_KEYS, kubectl, kustomize, load_yaml
+from .manifests import (
+    KNATIVE,
+    ORIGINAL,
+    OVERLAYS,
+    SECRET_KEYS,
+    kubectl,
+    kustomize,
+    load_yaml,
+)
 
 CONFIG = load_yaml(KNATIVE / "config.yaml")[0]["data"]
 VARIABLES = {variable: default for variable, default, _ in settings.SPEC.values()}
 
-# DESIGN section 7: the original operator-engine's variables, all honoured.
-ORIGINAL = {
-    "nCPU", "cpuType", "nGPU", "gpuRam", "gpuType", "ramGB", "diskGB", "priceMinute",
-    "description", "maxJobs", "maxJobDuration", "STORAGE_EXPIRY", "OPERATOR_PRIVATE_KEY",
-    "IPFS_TYPE", "IPFS_OUTPUT", "IPFS_ADMINLOGS", "IPFS_OUTPUT_PREFIX", "IPFS_ADMINLOGS_PREFIX",
-    "IPFS_EXPIRY_TIME", "IPFS_API_KEY", "IPFS_API_CLIENT", "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_BUCKET_OUTPUT", "AWS_BUCKET_ADMINLOGS",
-    "STORAGE_CLASS", "NOTIFY_START_URL", "NOTIFY_STOP_URL", "SERVICE_ACCOUNT", "NODE_SELECTOR",
-    "PULL_SECRET", "PULL_POLICY", "FILTERING_CONTAINER", "LOG_CFG", "LOG_LEVEL",
-    "DEBUG_NO_CLEANUP", "POD_CONFIGURATION_CONTAINER", "POD_PUBLISH_CONTAINER",
-}
 # Where the deployment deliberately differs from the code's default, and why.
 DEPLOYMENT_VALUES = {
     "SERVICE_ACCOUNT": "c2d-jobs",  # the token-less, permission-less ServiceAccount of rbac.yaml

@@ -17,8 +17,7 @@ import pytest
 from devstack import cli
 from shared import settings
 
-from .manifests import REPO, SECRET_KEYS, kubectl, kustomize
-from .test_config import ORIGINAL
+from .manifests import ORIGINAL, REPO, SECRET_KEYS, kubectl, kustomize
 
 DOC = REPO / "docs" / "deploy.md"
 TEXT = DOC.read_text(encoding="utf-8")
