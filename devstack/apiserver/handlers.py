@@ -24,6 +24,7 @@ from .store import Gone, Watcher
 log = logging.getLogger(__name__)
 BOOKMARK_EVERY = 5.0        # seconds of silence before a watch sends a BOOKMARK
 IDLE_CHECK = 1.0            # how often an idle watch checks its client is still there
+MAX_BODY = 3 * 1024 * 1024  # a real API server's request size limit
 
 
 class App:
@@ -87,7 +88,18 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(head + data)       # one write: headers and body together
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise bad_request("invalid Content-Length") from None
+        if length > MAX_BODY:
+            self.close_connection = True      # the unread body makes the connection unusable
+            raise ApiError(413, "RequestEntityTooLarge", f"the request body is {length} bytes; "
+                           f"the limit is {MAX_BODY}")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise ApiError(411, "BadRequest", "chunked request bodies are not supported; send "
+                           "a Content-Length")
         return self.rfile.read(length) if length else b""
 
     def _json_body(self, raw: bytes) -> Any:
