@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 import urllib3
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -51,7 +51,7 @@ RENDER_DATA_URL = "http://127.0.0.1:8000/data"
 LOG_STAGES = ("algorithm", "configure", "filter", "publish")
 LOG_RESULT_TYPES = {"algorithm": "algorithmLog", "configure": "configurationLog",
                     "filter": "filteringLog", "publish": "publishLog"}
-POLL = 0.2  # seconds between two looks at a running workflow
+POLL = 0.3  # seconds between two looks at the algorithm's log
 
 
 class CliError(Exception):
@@ -81,8 +81,11 @@ def say(message: str) -> None:
 # ---------------------------------------------------------------- workflow files
 
 
-def read_workflow(path: str, data_url: str | None) -> dict:
-    """The Workflow in `path`, `{{DATA_URL}}` replaced, checked as the engine will."""
+def read_workflow(path: str, data_url: str | Callable[[], str | None] | None) -> dict:
+    """The Workflow in `path`, `{{DATA_URL}}` replaced, checked as the engine will.
+
+    `data_url` may be a function, called only when the file uses the placeholder.
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -91,6 +94,8 @@ def read_workflow(path: str, data_url: str | None) -> dict:
     except (OSError, UnicodeDecodeError) as error:
         raise CliError(f"cannot read workflow file {path}: {error}") from None
     if DATA_URL in text:
+        if callable(data_url):
+            data_url = data_url()
         if data_url is None:
             raise CliError(f"{path} uses {DATA_URL}: run it with `c2d run`, submit it to the "
                            "embedded stack, or pass --data-url URL")
@@ -180,6 +185,23 @@ class Cluster:
         items = self.custom.list_namespaced_custom_object(*self._args())["items"]
         return sorted(items, key=lambda w: (w["metadata"].get("creationTimestamp", ""),
                                             w["metadata"]["name"]))
+
+    def next_version(self, workflow: dict, timeout: float) -> dict | None:
+        """The workflow's next version (a watch from its resourceVersion); None at timeout."""
+        stream = watch.Watch().stream(
+            self.custom.list_namespaced_custom_object, *self._args(),
+            field_selector=f"metadata.name={wf.name(workflow)}",
+            resource_version=workflow["metadata"]["resourceVersion"],
+            timeout_seconds=max(1, int(min(timeout, 60))))
+        for event in stream:
+            if event["type"] == "DELETED":
+                raise CliError(f"workflow {wf.name(workflow)} was deleted")
+            version = event["object"]["metadata"].get("resourceVersion")
+            if event["type"] in ("ADDED", "MODIFIED") and \
+                    version != workflow["metadata"]["resourceVersion"]:
+                stream.close()
+                return event["object"]
+        return None
 
     def request_stop(self, name: str) -> dict:
         self.get(name)
@@ -316,53 +338,88 @@ def stage_log(cluster: Cluster, workflow: dict, stage: str) -> str | None:
 
 
 class LogFollower:
-    """Copies the algorithm's log to stderr as it grows (prefixed `algorithm| `)."""
+    """Copies the algorithm's log to stderr as it grows (prefixed `algorithm| `).
+
+    A thread polls the pod's log once the algorithm runs; `finish` adds what the
+    pod wrote last from the published copy (the pod is gone by then).
+    """
 
     def __init__(self, cluster: Cluster, name: str):
         self.cluster, self.name, self.shown = cluster, name, 0
+        self.running = threading.Event()
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
 
     def show(self, text: str | None) -> None:
-        if text and len(text) > self.shown:
-            for line in text[self.shown:].splitlines():
-                say(f"algorithm| {line}")
-            self.shown = len(text)
+        with self._lock:
+            if text and len(text) > self.shown:
+                for line in text[self.shown:].splitlines():
+                    say(f"algorithm| {line}")
+                self.shown = len(text)
 
-    def poll(self) -> None:
-        self.show(self.cluster.pod_log(self.name, "algorithm"))
+    def _poll(self) -> None:
+        while not self.done.is_set():
+            if self.running.is_set():
+                with suppress(ApiException, urllib3.exceptions.HTTPError):
+                    self.show(self.cluster.pod_log(self.name, "algorithm"))
+            self.done.wait(POLL)
 
-    def finish(self, workflow: dict) -> None:
-        """The rest of the log from the published copy, once the pod is gone."""
-        for result in wf.status(workflow).get("results") or []:
+    def finish(self, workflow: dict | None) -> None:
+        self.done.set()
+        self._thread.join()
+        for result in wf.status(workflow or {}).get("results") or []:
             if result.get("type") == "algorithmLog" and result.get("url"):
                 with suppress(OSError, requests.RequestException):
                     self.show(read_url(result["url"]))
 
 
-def follow(cluster: Cluster, name: str, timeout: float, follow_logs: bool) -> dict | None:
-    """Show progress until the workflow ends; the final Workflow, None on timeout."""
-    started = time.monotonic()
-    last = None
-    logs = LogFollower(cluster, name) if follow_logs else None
-    while True:
-        workflow = cluster.get(name)
+class Progress:
+    """One stderr line per status change: elapsed time, stage, code, text."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.last: tuple[Any, ...] | None = None
+
+    def show(self, workflow: dict) -> None:
         status = wf.status(workflow)
         code = wf.code_of(status)
         shown = (code, status.get("phase"), status.get("stopReason"))
-        if shown != last:
-            last = shown
-            text = status.get("statusText") or "submitted"
-            extra = f" ({status['stopReason']})" if status.get("stopReason") else ""
-            say(f"[{time.monotonic() - started:6.1f}s] {stage_of(code):<10} {code:>3} "
-                f"{text}{extra}")
-        if logs is not None and code >= wf.RUNNING:
-            logs.poll()
-        if wf.is_final(workflow):
-            if logs is not None:
-                logs.finish(workflow)
-            return workflow
-        if time.monotonic() - started > timeout:
-            return None
-        time.sleep(POLL)
+        if shown == self.last:
+            return
+        self.last = shown
+        text = status.get("statusText") or "submitted"
+        extra = f" ({status['stopReason']})" if status.get("stopReason") else ""
+        say(f"[{time.monotonic() - self.started:6.1f}s] {stage_of(code):<10} {code:>3} "
+            f"{text}{extra}")
+
+
+def follow(cluster: Cluster, name: str, timeout: float, follow_logs: bool) -> dict | None:
+    """Show every status change until the workflow ends; the final Workflow, None on timeout.
+
+    A watch (not polling) so that no step is missed, however short.
+    """
+    deadline = time.monotonic() + timeout
+    progress = Progress()
+    logs = LogFollower(cluster, name) if follow_logs else None
+    workflow = cluster.get(name)
+    try:
+        while True:
+            progress.show(workflow)
+            if logs is not None and wf.status_code(workflow) >= wf.RUNNING:
+                logs.running.set()
+            if wf.is_final(workflow):
+                return workflow
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            changed = cluster.next_version(workflow, remaining)
+            if changed is not None:
+                workflow = changed
+    finally:
+        if logs is not None:
+            logs.finish(workflow if wf.is_final(workflow) else None)
 
 
 def report(workflow: dict) -> int:
@@ -643,7 +700,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     cluster = cluster_from(args)
-    body = read_workflow(args.workflow, args.data_url or embedded_data_url(args.workflow))
+    body = read_workflow(args.workflow,
+                         args.data_url or (lambda: embedded_data_url(args.workflow)))
     if args.name:
         body["metadata"]["name"] = args.name
         body["metadata"].pop("generateName", None)
