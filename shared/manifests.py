@@ -112,15 +112,23 @@ def _storage_env(settings: Settings) -> list[dict[str, Any]]:
     return env
 
 
+def uses_local_storage(settings: Settings) -> bool:
+    """Results go to C2D_STORAGE_DIR: neither IPFS nor S3 is configured (embedded stack)."""
+    return not settings.ipfs_output and not settings.aws_bucket_output
+
+
 def _program_job(workflow: dict, settings: Settings, stage: str, image: str,
                  command: list[str]) -> dict:
     context = _common(workflow, settings, stage)
+    # The publish pod writes local storage through a hostPath: single-node clusters only.
+    local_storage = settings.storage_dir \
+        if stage == "publish" and uses_local_storage(settings) else None
     env = [{"name": "VOLUME", "value": VOLUME}, {"name": "WORKFLOW", "value": "/workflow.json"},
            {"name": "JOB_ID", "value": wf.name(workflow)}, *_storage_env(settings)]
     return render("job.yaml", {
         **context, "image": image, "command": command, "env": env,
         "resources": HELPER_RESOURCES, "deadline": settings.job_deadline_seconds,
-        "mount_workflow": True,
+        "local_storage": local_storage,
     }, settings.templates_dir)
 
 
@@ -147,7 +155,7 @@ def filter_job(workflow: dict, settings: Settings) -> dict:
     return render("job.yaml", {
         **context, "image": settings.filtering_container, "command": None, "env": env,
         "resources": HELPER_RESOURCES, "deadline": settings.job_deadline_seconds,
-        "mount_workflow": True,
+        "local_storage": None,
     }, settings.templates_dir)
 
 

@@ -74,7 +74,10 @@ def run(workflow: dict, stage: Stage) -> CloudEvent | None:
     if wf.status_code(workflow) != wf.PROVISIONED:
         return None
     stage.create_all(manifests.for_stage(workflow, stage.settings, "algorithm"))
-    stage.update_status(workflow, lambda w: decide.running(wf.status(w)))
+    if stage.update_status(workflow, lambda w: decide.running(wf.status(w))) is None:
+        current = stage.workflow(wf.namespace(workflow), wf.name(workflow))
+        if current and wf.stop_requested(current):  # the stop won the race: end the Job
+            return stop(current, stage)
     return None
 
 
@@ -89,12 +92,13 @@ def record_outcome(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None
 def stop(workflow: dict, stage: Stage) -> CloudEvent | None:
     """Record the stop; a running algorithm Job is deleted (its pod is killed).
 
-    The delete runs on every call while the workflow is stopped at 40, so a
-    retried or racing event still ends the pod; deleting twice is harmless.
+    The delete runs on every call until publishing starts, so a retried or
+    racing event (a Job created just before the stop was recorded) still ends
+    the pod; deleting twice is harmless.
     """
     written = stage.update_status(workflow, lambda w: decide.stopped(wf.status(w)))
     current = written or workflow
-    if wf.status_code(current) == wf.RUNNING \
+    if wf.status_code(current) in (wf.PROVISIONED, wf.RUNNING) \
             and wf.status(current).get("stopReason") == "StopRequested":
         stage.kube.delete("Job", wf.namespace(current), wf.names(current).job("algorithm"),
                           propagation="Foreground")

@@ -34,12 +34,10 @@ def on_tick(event: CloudEvent, stage: Stage) -> None:
     """Send what is owed and was never delivered (a lost event, a failed POST)."""
     failures = []
     for workflow in stage.workflows():
-        for kind in ("start", "stop"):
-            try:
-                notify(workflow, kind, stage)
-            except RetryLater as error:
-                failures.append(str(error))
-                break  # never a stop before its start
+        try:
+            notify(workflow, "stop" if wf.is_final(workflow) else "start", stage)
+        except RetryLater as error:
+            failures.append(str(error))
     if failures:
         raise RetryLater(f"{len(failures)} notification(s) failed; first: {failures[0]}")
 
@@ -49,6 +47,10 @@ def url_for(kind: str, stage: Stage) -> str | None:
 
 
 def notify(workflow: dict, kind: str, stage: Stage) -> None:
+    """Send `kind` once if owed; a stop is never sent before its start."""
+    if kind == "stop" and decide.owed(workflow, "start"):
+        notify(workflow, "start", stage)
+        workflow = stage.workflow(wf.namespace(workflow), wf.name(workflow)) or workflow
     url = url_for(kind, stage)
     if url is None or not decide.owed(workflow, kind):
         return

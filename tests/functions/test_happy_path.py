@@ -6,7 +6,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from kubernetes import watch
+import urllib3
+from kubernetes import client, watch
 
 from shared import events, signing
 from shared import workflow as wf
@@ -24,20 +25,20 @@ class StatusRecorder:
         self.codes: list[int] = []
         self._stop = threading.Event()
         self._watch = watch.Watch()
-        from kubernetes import client
-
         api = client.CustomObjectsApi(kube.api)
 
         def run() -> None:
-            for item in self._watch.stream(api.list_namespaced_custom_object, wf.GROUP,
-                                           wf.VERSION, "default", wf.PLURAL,
-                                           field_selector=f"metadata.name={name}",
-                                           timeout_seconds=120):
-                code = (item["object"].get("status") or {}).get("statusCode")
-                if code and (not self.codes or self.codes[-1] != code):
-                    self.codes.append(code)
-                if self._stop.is_set():
-                    break
+            stream = self._watch.stream(api.list_namespaced_custom_object, wf.GROUP, wf.VERSION,
+                                        "default", wf.PLURAL, timeout_seconds=120,
+                                        field_selector=f"metadata.name={name}")
+            try:
+                for item in stream:
+                    code = (item["object"].get("status") or {}).get("statusCode")
+                    if code and (not self.codes or self.codes[-1] != code):
+                        self.codes.append(code)
+            except urllib3.exceptions.ProtocolError:
+                if not self._stop.is_set():
+                    raise
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
