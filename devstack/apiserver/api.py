@@ -90,6 +90,8 @@ class API:
         meta = obj["metadata"]
         if rt.namespaced:
             self._check_namespace(rt, ns, meta)
+        else:
+            meta.pop("namespace", None)        # cluster-scoped objects have none
         generated = not meta.get("name")
         if generated and not meta.get("generateName"):
             raise invalid(rt.kind, rt.group, "", [validation.required(
@@ -277,6 +279,8 @@ class API:
             meta["name"] = old["metadata"]["name"]
             if rt.namespaced:
                 meta["namespace"] = old["metadata"]["namespace"]
+            else:
+                meta.pop("namespace", None)
             meta.pop("managedFields", None)
             meta.pop("selfLink", None)
             if rt.status_subresource or rt.kind == "Namespace":

@@ -8,6 +8,8 @@ rules, immutable fields); violations become a 422 ``Invalid`` Status with causes
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Any
@@ -317,7 +319,18 @@ def _check_job(obj: Obj) -> Causes:
     return out
 
 
+def _check_base64(obj: Obj, parts: tuple[str, ...]) -> None:
+    """Base64 fields fail decoding on a real server: a 400, not a 422."""
+    for part in parts:
+        for k, v in (obj.get(part) or {}).items():
+            try:
+                base64.b64decode(v or "", validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(400, "BadRequest", f"illegal base64 data in {part}[{k}]") from None
+
+
 def _check_config(obj: Obj, b64: bool) -> Causes:
+    _check_base64(obj, ("data",) if b64 else ("binaryData",))
     out: Causes = []
     size = 0
     for part in ("data", "binaryData", "stringData"):

@@ -81,3 +81,17 @@ def test_pod_logs_cannot_escape_the_log_folder(apiserver: APIServer) -> None:
     status, answer = _request(apiserver.url, "GET",
                               "/api/v1/namespaces/default/pods/p/log?container=../../secret")
     assert status == 400 and "is not valid for pod p" in answer["message"]
+
+
+def test_secret_data_must_be_base64(apiserver: APIServer) -> None:
+    status, answer = _request(apiserver.url, "POST", "/api/v1/namespaces/default/secrets",
+                              b'{"metadata": {"name": "s"}, "data": {"k": "not base64!"}}')
+    assert status == 400 and "data[k]" in answer["message"]
+
+
+def test_cluster_scoped_objects_ignore_a_namespace(apiserver: APIServer) -> None:
+    status, made = _request(apiserver.url, "POST", "/api/v1/namespaces",
+                            b'{"metadata": {"name": "n1", "namespace": "default"}}')
+    assert status == 201 and "namespace" not in made["metadata"]
+    status, got = _request(apiserver.url, "GET", "/api/v1/namespaces/n1")
+    assert status == 200 and got["metadata"]["uid"] == made["metadata"]["uid"]
