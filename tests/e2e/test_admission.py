@@ -1,0 +1,48 @@
+"""maxJobs=1: three workflows submitted together run one at a time, oldest first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shared import workflow as wf
+from tests.e2e.helpers import EmbeddedStack
+
+NAP = "import time\nprint('napping', flush=True)\ntime.sleep(1.5)\n"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    running = EmbeddedStack(tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("site"),
+                            {"maxJobs": "1"})
+    yield running
+    running.stop()
+
+
+def test_max_jobs_queues_then_admits_each_in_turn(stack: EmbeddedStack) -> None:
+    path = stack.workflow_file("nap", {
+        "input": [], "algorithm": {"id": "did:op:nap", "rawcode": NAP, "container": {
+            "image": "python", "tag": "3.11", "entrypoint": "python $ALGO"}},
+        "output": {"publishOutput": 1}})
+    names = [stack.submit(path, "--name", f"nap-{i}") for i in range(3)]
+    for name in names:
+        assert wf.status(stack.wait_final(name, timeout=60))["phase"] == "Succeeded"
+
+    # Replay every status change in the order the API recorded them.
+    running: set[str] = set()
+    most, order = 0, []
+    for name, code, phase in stack.recorder.events:
+        if name not in names:
+            continue
+        if code >= wf.STARTED and phase not in wf.FINAL_PHASES:
+            if name not in running:
+                order.append(name)
+            running.add(name)
+        else:
+            running.discard(name)
+        most = max(most, len(running))
+    assert most == 1, "more than maxJobs workflows ran at once"
+    assert order == names, "queued workflows were not admitted oldest first"
+    queued = [n for n in names if wf.QUEUED in stack.recorder.codes(n)]
+    assert queued == names[1:], f"expected the 2nd and 3rd to queue, got {queued}"
