@@ -34,6 +34,7 @@ RESOURCE_DELETE = APISERVER_PREFIX + "delete"
 PING = "dev.knative.sources.ping"
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+REQUIRED = ("specversion", "id", "source", "type")
 
 
 class MalformedEvent(ValueError):
@@ -45,10 +46,15 @@ def parse(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     if len(body) > MAX_BODY_BYTES:
         raise MalformedEvent(f"body larger than {MAX_BODY_BYTES} bytes")
     lowered = {k.lower(): v for k, v in headers.items()}
-    has_binary = any(k.startswith("ce-") for k in lowered)
-    if not has_binary and "cloudevents" not in lowered.get("content-type", ""):
+    if any(k.startswith("ce-") for k in lowered):
+        missing = [a for a in REQUIRED if not lowered.get(f"ce-{a}")]
+    elif "cloudevents" in lowered.get("content-type", ""):
+        missing = _missing_in_structured(body)
+    else:
         raise MalformedEvent("not a CloudEvent: no ce-* headers and content type is not "
                              "application/cloudevents+json")
+    if missing:
+        raise MalformedEvent(f"invalid CloudEvent: required attribute {missing[0]} is missing")
     try:
         event = from_http_event(HTTPMessage(dict(headers), body))
     except (BaseCloudEventException, ValueError, TypeError, KeyError) as error:
@@ -56,6 +62,17 @@ def parse(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     if event.get_specversion() != "1.0":
         raise MalformedEvent(f"unsupported specversion {event.get_specversion()!r}")
     return event
+
+
+def _missing_in_structured(body: bytes) -> list[str]:
+    """Required attributes absent from a structured-mode body (which must be an object)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise MalformedEvent("invalid CloudEvent: the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise MalformedEvent("invalid CloudEvent: a structured event must be a JSON object")
+    return [a for a in REQUIRED if not document.get(a)]
 
 
 def data_of(event: CloudEvent) -> dict[str, Any]:

@@ -8,6 +8,7 @@ variable, at start-up, never deep inside a handler.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,6 +20,9 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                         r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 PRIVATE_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -26,12 +30,17 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
+SECRET_VARIABLES = frozenset({"OPERATOR_PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                              "IPFS_API_KEY", "IPFS_API_CLIENT"})
+
+
 class SettingsError(ValueError):
-    """A configuration variable has an invalid value."""
+    """A configuration variable has an invalid value (a secret's value is never shown)."""
 
     def __init__(self, variable: str, value: str, problem: str):
         self.variable = variable
-        super().__init__(f"invalid setting {variable}={value!r}: {problem}")
+        shown = "<redacted>" if variable in SECRET_VARIABLES else repr(value)
+        super().__init__(f"invalid setting {variable}={shown}: {problem}")
 
 
 def _text(raw: str) -> str:
@@ -48,6 +57,8 @@ def _number(kind: type, minimum: float) -> Callable[[str], Any]:
             value = kind(raw)
         except ValueError:
             raise ValueError(f"must be {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
         if value < minimum:
             raise ValueError(f"must be at least {minimum}")
         return value
@@ -111,9 +122,28 @@ def _dns_label(raw: str) -> str:
 def _url(raw: str) -> str | None:
     if not raw:
         return None
-    if not re.match(r"^https?://[^\s/]+", raw):
-        raise ValueError("must be an http:// or https:// URL")
+    if not URL.match(raw):
+        raise ValueError("must be an http:// or https:// URL without spaces")
     return raw
+
+
+def _optional_name(raw: str) -> str | None:
+    """A Kubernetes object name (DNS-1123 subdomain), or unset."""
+    if not raw:
+        return None
+    if not DNS_SUBDOMAIN.match(raw) or len(raw) > 253:
+        raise ValueError("must be a Kubernetes object name (lowercase alphanumerics, '-', '.')")
+    return raw
+
+
+def _image(raw: str) -> str:
+    if not IMAGE.match(raw):
+        raise ValueError("must be a container image reference (no spaces or quotes)")
+    return raw
+
+
+def _optional_image(raw: str) -> str | None:
+    return _image(raw) if raw else None
 
 
 def _cron(raw: str) -> str:
@@ -158,14 +188,14 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "notify_stop_url": ("NOTIFY_STOP_URL", "", _url),
     "service_account": ("SERVICE_ACCOUNT", "default", _dns_label),
     "node_selector": ("NODE_SELECTOR", "", _node_selector),
-    "pull_secret": ("PULL_SECRET", "", _optional_text),
+    "pull_secret": ("PULL_SECRET", "", _optional_name),
     "pull_policy": ("PULL_POLICY", "Always", _choice(PULL_POLICIES)),
-    "filtering_container": ("FILTERING_CONTAINER", "", _optional_text),
+    "filtering_container": ("FILTERING_CONTAINER", "", _optional_image),
     "log_cfg": ("LOG_CFG", "", _optional_text),
     "log_level": ("LOG_LEVEL", "DEBUG", _log_level),
     "debug_no_cleanup": ("DEBUG_NO_CLEANUP", "", _flag),
-    "pod_configuration_container": ("POD_CONFIGURATION_CONTAINER", "c2d:latest", _text),
-    "pod_publish_container": ("POD_PUBLISH_CONTAINER", "c2d:latest", _text),
+    "pod_configuration_container": ("POD_CONFIGURATION_CONTAINER", "c2d:latest", _image),
+    "pod_publish_container": ("POD_PUBLISH_CONTAINER", "c2d:latest", _image),
     # c2d's own.
     "namespace": ("C2D_NAMESPACE", "default", _dns_label),
     "environment_id": ("C2D_ENVIRONMENT_ID", "", _optional_text),
@@ -180,7 +210,7 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any]]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """The engine's configuration; build it with :func:`load`."""
 
@@ -247,6 +277,9 @@ class Settings:
         from eth_account import Account
 
         return Account.from_key(self.operator_private_key).address
+
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()})"
 
     def redacted(self) -> dict[str, Any]:
         """The settings for logs: secrets replaced by '***'."""

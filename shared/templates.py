@@ -38,12 +38,18 @@ def quote(value: Any) -> str:
     return "".join(c if _yaml_safe(c) else f"\\u{ord(c):04x}" for c in text)
 
 
+def _finalize(value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
+    return quote(value)
+
+
 @cache
 def _environment(folder: str) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
-        finalize=quote,
+        finalize=_finalize,
         autoescape=False,
         keep_trailing_newline=True,
     )
@@ -59,6 +65,8 @@ def render(name: str, context: dict[str, Any], templates_dir: str | None = None)
         raise TemplateError(f"template {name!r} not found in {folder}") from None
     except jinja2.UndefinedError as error:
         raise TemplateError(f"template {name!r}: {error.message}") from None
+    except jinja2.TemplateError as error:  # syntax errors, e.g. in an operator's own folder
+        raise TemplateError(f"template {name!r}: {error}") from None
     try:
         obj = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -21,6 +21,9 @@ STAGES = ("configure", "algorithm", "filter", "publish")
 # `<wf>-algorithm` must stay a valid label value (Jobs label their pods with it).
 MAX_NAME_LENGTH = 63 - len("-algorithm")
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A DID without `did:op:` names a folder (/data/inputs/<did>): nothing that can leave it.
+DID_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$")
+RAWCODE_MIN = 11  # the original uses rawcode only when longer than 10 characters
 
 QUEUED = 1
 STARTED = 10
@@ -260,8 +263,16 @@ def _check_type(errors: list[str], parent: dict, field: str, kind: type, path: s
         errors.append(f"{path}.{field}: must be {_TYPE_NAMES[kind]}")
 
 
+_UNSAFE_DID = ("must be a DID usable as a folder name (after did:op:, letters, digits, "
+               "'.', '_', ':', '-', starting with a letter or digit)")
 _TYPE_NAMES = {str: "a string", bool: "true or false", dict: "an object", list: "a list",
                int: "an integer"}
+
+
+def did_folder(did: Any) -> str | None:
+    """The folder name of a DID (`did:op:` removed), None when it is unsafe as one."""
+    name = did.removeprefix("did:op:") if isinstance(did, str) else ""
+    return name if DID_FOLDER.match(name) else None
 
 
 def _is_url(value: Any) -> bool:
@@ -303,8 +314,8 @@ def _validate_input(errors: list[str], item: Any, path: str) -> None:
         return
     if not isinstance(item.get("id"), str) or not item["id"]:
         errors.append(f"{path}.id: required (the dataset DID)")
-    elif "/" in item["id"] or item["id"] in (".", ".."):
-        errors.append(f"{path}.id: must not contain '/' or be '.' or '..' (it names a folder)")
+    elif did_folder(item["id"]) is None:
+        errors.append(f"{path}.id: {_UNSAFE_DID}")
     if "index" in item and not (isinstance(item["index"], int) and item["index"] >= 0):
         errors.append(f"{path}.index: must be a non-negative integer")
     has_url, has_remote = "url" in item, "remote" in item
@@ -341,10 +352,18 @@ def _validate_algorithm(errors: list[str], algorithm: dict, path: str) -> None:
                 errors.append(f"{path}.container.{field}: required")
         for field in ("tag", "checksum"):
             _check_type(errors, container, field, str, f"{path}.container")
-        image = container.get("image")
-        if isinstance(image, str) and re.search(r"[\s\"'\\]", image):
-            errors.append(f"{path}.container.image: must not contain spaces or quotes")
+        for field in ("image", "tag"):
+            value = container.get(field)
+            if isinstance(value, str) and value.strip() and re.search(r"[\s\"'\\]", value):
+                errors.append(f"{path}.container.{field}: must not contain spaces or quotes")
     _check_type(errors, algorithm, "rawcode", str, path)
+    if "id" in algorithm and algorithm["id"] is not None and did_folder(algorithm["id"]) is None:
+        errors.append(f"{path}.id: {_UNSAFE_DID}")
+    rawcode = algorithm.get("rawcode")
+    has_code = isinstance(rawcode, str) and len(rawcode) >= RAWCODE_MIN
+    if not has_code and (rawcode is None or isinstance(rawcode, str)) \
+            and algorithm.get("url") is None and algorithm.get("remote") is None:
+        errors.append(f"{path}: one of rawcode (over 10 characters), url or remote is required")
     if algorithm.get("url") is not None and not _is_url(algorithm["url"]):
         errors.append(f"{path}.url: must be an http(s) URL")
     if algorithm.get("remote") is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$")
+from shared import workflow as wf
 
 
 class WorkflowError(ValueError):
@@ -74,8 +74,8 @@ class Layout:
 
 def did_folder(did: str, where: str = "id") -> str:
     """The folder name of a DID; refuses anything that could leave its parent folder."""
-    name = did.removeprefix("did:op:") if isinstance(did, str) else ""
-    if not SAFE_NAME.match(name):
+    name = wf.did_folder(did)
+    if name is None:
         raise WorkflowError(f"{where} {did!r} is not a DID usable as a folder name "
                             "(letters, digits, '.', '_', ':', '-')")
     return name

@@ -344,9 +344,6 @@ def test_algorithm_wrapper_tees_output_and_keeps_the_exit_code(tmp_path, entrypo
 
 
 @needs_sh
-@pytest.mark.xfail(strict=True, reason="BUG: an entrypoint that ends the shell itself "
-                   "(`exec python $ALGO`, `...; exit 0`) never writes the status file, so the "
-                   "wrapper runs `exit \"\"` and the pod fails with 2 whatever the algorithm did")
 @pytest.mark.parametrize("entrypoint, code", [("exec true", 0), ("echo done; exit 0", 0),
                                               ("exit 3", 3)])
 def test_algorithm_wrapper_with_exec_or_exit(tmp_path, entrypoint, code):

@@ -43,19 +43,12 @@ def test_template_text_in_a_value_is_not_rendered(tmp_path):
     assert obj["value"] == "{{ secret }}{% include 'obj.yaml' %}"
 
 
-UNDEFINED_BUG = pytest.mark.xfail(strict=True, reason="BUG: `{{ undefined }}` reaches the "
-                                  "finalize hook (quote) before StrictUndefined raises, so "
-                                  "json.dumps fails with TypeError instead of TemplateError")
-
-
-@UNDEFINED_BUG
 def test_undefined_variable_is_a_template_error(tmp_path):
     (tmp_path / "obj.yaml").write_text("kind: X\nvalue: {{ nowhere }}\n")
     with pytest.raises(TemplateError, match="nowhere"):
         templates.render("obj.yaml", {}, str(tmp_path))
 
 
-@UNDEFINED_BUG
 def test_undefined_attribute_is_a_template_error(tmp_path):
     (tmp_path / "obj.yaml").write_text("kind: X\nvalue: {{ names.nope }}\n")
     with pytest.raises(TemplateError, match="nope"):
@@ -94,9 +87,6 @@ def test_template_that_renders_no_single_object_is_refused(tmp_path, text, probl
         templates.render("obj.yaml", {}, str(tmp_path))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a Jinja syntax error in a template (e.g. an "
-                   "operator's TEMPLATES_DIR) escapes as jinja2.TemplateSyntaxError, not "
-                   "TemplateError")
 def test_template_syntax_error_is_a_template_error(tmp_path):
     (tmp_path / "obj.yaml").write_text("kind: X\n{% if %}\n")
     with pytest.raises(TemplateError):

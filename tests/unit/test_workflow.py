@@ -184,9 +184,6 @@ def test_input_id_that_could_name_another_folder_is_refused(workflow, hostile_id
     assert error.startswith(f"{S0}.input[0].id: ")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate() accepts input ids the configure pod "
-                   "refuses (NUL, backslash, spaces; functions/configure/layout.py SAFE_NAME), "
-                   "so the workflow gets volumes and a configure Job before failing with 31")
 @pytest.mark.parametrize("hostile_id", ["a\x00b", "did:op:..\\..\\x", "did op", "did:op:a\nb"])
 def test_input_id_the_configure_pod_refuses_is_refused_by_validate(workflow, hostile_id):
     stage_of(workflow)["input"][0]["id"] = hostile_id
@@ -194,25 +191,18 @@ def test_input_id_the_configure_pod_refuses_is_refused_by_validate(workflow, hos
     assert error.startswith(f"{S0}.input[0].id: ")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate() does not check algorithm.id at all; "
-                   "'../../etc' passes and only the configure pod refuses it")
 def test_algorithm_id_that_could_name_another_folder_is_refused(workflow):
     stage_of(workflow)["algorithm"]["id"] = "../../etc"
     (error,) = errors_of(workflow)
     assert error.startswith(f"{S0}.algorithm.id: ")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an algorithm with no code (no rawcode over 10 "
-                   "characters, no url, no remote) passes validate(); the configure pod fails "
-                   "it later with 32 after volumes and a Job were created")
 def test_algorithm_without_any_source_is_refused(workflow):
     del stage_of(workflow)["algorithm"]["rawcode"]
     (error,) = errors_of(workflow)
     assert error.startswith(f"{S0}.algorithm")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: container.tag is not checked for whitespace/quotes "
-                   "although it becomes part of the image reference (image:tag)")
 def test_tag_with_whitespace_is_refused(workflow):
     stage_of(workflow)["algorithm"]["container"]["tag"] = "3.12\nimagePullPolicy: Never"
     assert errors_of(workflow) == [f"{S0}.algorithm.container.tag: must not contain spaces "
