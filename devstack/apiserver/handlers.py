@@ -315,8 +315,9 @@ class Handler(BaseHTTPRequestHandler):
             self._end_stream()
             return
         self._start_stream()
+        as_table = "as=Table" in (self.headers.get("Accept") or "")
         try:
-            self._pump(rt, watcher, bookmarks, timeout)
+            self._pump(rt, watcher, bookmarks, timeout, as_table)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
@@ -324,7 +325,8 @@ class Handler(BaseHTTPRequestHandler):
         self._end_stream()
 
     def _pump(self, rt: ResourceType, watcher: Watcher, bookmarks: bool,
-              timeout: int | None) -> None:
+              timeout: int | None, as_table: bool) -> None:
+        first = True
         deadline = time.monotonic() + timeout if timeout else None
         quiet_since = time.monotonic()
         while not self.app.stopping:
@@ -350,6 +352,10 @@ class Handler(BaseHTTPRequestHandler):
             if kind == "BOOKMARK":
                 self._chunk(self._bookmark(rt, obj, True))
             else:
+                if as_table:    # kubectl get -w: one-row tables, column definitions once
+                    obj = tables.table(rt, [obj], obj["metadata"]["resourceVersion"],
+                                       "Metadata", columns=first)
+                    first = False
                 self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
             quiet_since = time.monotonic()
 

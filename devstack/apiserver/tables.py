@@ -211,8 +211,8 @@ def _custom(rt: ResourceType) -> tuple[list[dict[str, Any]], Row]:
 
 
 def table(rt: ResourceType, items: list[Obj], resource_version: str,
-          include_object: str) -> dict[str, Any]:
-    columns, row = _custom(rt) if rt.custom else BUILTIN.get(
+          include_object: str, columns: bool = True) -> dict[str, Any]:
+    definitions, row = _custom(rt) if rt.custom else BUILTIN.get(
         rt.kind, ([NAME, AGE], lambda o: [o["metadata"]["name"], _age_of(o)]))
     rows = []
     for obj in items:
@@ -226,4 +226,4 @@ def table(rt: ResourceType, items: list[Obj], resource_version: str,
         rows.append({"cells": row(obj), "object": embedded})
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
             "metadata": {"resourceVersion": resource_version},
-            "columnDefinitions": columns, "rows": rows}
+            "columnDefinitions": definitions if columns else [], "rows": rows}

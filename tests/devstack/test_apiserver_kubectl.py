@@ -141,3 +141,22 @@ def test_server_side_dry_run_stores_nothing(kubectl, tmp_path: Path, core) -> No
     kubectl("apply", "--dry-run=server", "-f", _write(tmp_path, "cm.yaml", cm))
     kubectl("delete", "configmap", "dry", "--dry-run=server")
     assert core.read_namespaced_config_map("dry", "default").data == {"a": "1"}
+
+
+def test_get_watch_prints_table_rows(kubectl, tmp_path: Path, core) -> None:
+    core.create_namespaced_config_map("default", {"metadata": {"name": "first"},
+                                                  "data": {"a": "1"}})
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(tmp_path / "kubeconfig"), "get",
+                             "configmaps", "-w", "--output-watch-events"],
+                            stdout=subprocess.PIPE, text=True, env={"HOME": str(tmp_path)})
+    try:
+        assert proc.stdout.readline().split() == ["EVENT", "NAME", "DATA", "AGE"]
+        assert proc.stdout.readline().split()[:3] == ["ADDED", "first", "1"]
+        core.create_namespaced_config_map("default", {"metadata": {"name": "second"},
+                                                      "data": {"a": "1", "b": "2"}})
+        assert proc.stdout.readline().split()[:3] == ["ADDED", "second", "2"]
+        core.delete_namespaced_config_map("first", "default")
+        assert proc.stdout.readline().split()[:2] == ["DELETED", "first"]
+    finally:
+        proc.kill()
+        proc.wait()
