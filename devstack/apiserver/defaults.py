@@ -83,7 +83,7 @@ def on_create(kind: str, obj: Obj) -> None:
         obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
         obj["status"] = {"phase": "Pending"}
     elif kind == "Secret":
-        obj.setdefault("type", "Opaque")
+        obj["type"] = obj.get("type") or "Opaque"
     elif kind == "NetworkPolicy":
         spec = obj.setdefault("spec", {})
         if "policyTypes" not in spec:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import discovery, logs, tables
+from . import discovery, logs, protobuf, tables
 from .api import API
 from .errors import ApiError, bad_request, gone
 from .resources import ResourceType
@@ -106,6 +106,8 @@ class Handler(BaseHTTPRequestHandler):
         if not raw.strip():
             return None
         ctype = (self.headers.get("Content-Type") or "").lower()
+        if ctype.startswith("application/vnd.kubernetes.protobuf"):
+            return protobuf.decode(raw)
         try:
             if "yaml" in ctype:
                 return yaml.safe_load(raw)

@@ -160,3 +160,16 @@ def test_get_watch_prints_table_rows(kubectl, tmp_path: Path, core) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_kubectl_create_with_protobuf_bodies(kubectl, core) -> None:
+    kubectl("create", "namespace", "team-b")
+    kubectl("create", "configmap", "settings", "-n", "team-b", "--from-literal=a=b")
+    kubectl("create", "secret", "generic", "creds", "-n", "team-b",
+            "--from-literal=password=hunter2")
+    assert core.read_namespace("team-b").status.phase == "Active"
+    assert core.read_namespaced_config_map("settings", "team-b").data == {"a": "b"}
+    secret = core.read_namespaced_secret("creds", "team-b")
+    assert secret.type == "Opaque" and secret.data == {"password": "aHVudGVyMg=="}
+    done = kubectl("create", "job", "j", "--image=busybox", "--", "true", check=False)
+    assert done.returncode != 0 and "send JSON" in done.stderr
