@@ -534,6 +534,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(
         prefix=f"{stamp}-", dir=ensure(home() / "runs")))
     stack = make_stack(args, workdir, folder.parent)
+    signal.signal(signal.SIGTERM, interrupt)  # stop the stack on `kill` too, not only Ctrl-C
     say(f"starting the embedded stack in {workdir} ...")
     with started(stack):
         body = read_workflow(args.workflow, stack.data.url_for(folder))
@@ -543,9 +544,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"kubeconfig {stack.kubeconfig}")
         workflow = follow(cluster, name, args.timeout, args.follow_logs)
         if workflow is None:
-            say(f"c2d: error: workflow {name} did not finish within {args.timeout:g} s "
-                f"(log: {stack.log_path})")
-            code = EXIT_TIMEOUT
+            code = fail(f"workflow {name} did not finish within {args.timeout:g} s "
+                        f"(log: {stack.log_path})", EXIT_TIMEOUT)
         else:
             code = report(workflow)
         if args.keep:
@@ -553,6 +553,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "press Ctrl-C to stop it")
             wait_for_signal()
     return code
+
+
+def interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def ensure(folder: Path) -> Path:
@@ -918,27 +922,30 @@ def api_message(error: ApiException) -> str:
         return f"HTTP {error.status} {error.reason}"
 
 
+def fail(message: str, code: int = EXIT_ERROR) -> int:
+    """Report `message` as one line (a multi-line cause is joined with '; ')."""
+    parts = [part.strip() for part in message.splitlines() if part.strip()]
+    say("c2d: error: " + "; ".join(parts))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except CliError as error:
-        say(f"c2d: error: {error}")
-        return error.code
+        return fail(str(error), error.code)
     except ApiException as error:
-        say(f"c2d: error: the Kubernetes API answered {error.status}: {api_message(error)}")
-        return EXIT_ERROR
+        return fail(f"the Kubernetes API answered {error.status}: {api_message(error)}")
     except (urllib3.exceptions.HTTPError, requests.ConnectionError, ConnectionError) as error:
-        say(f"c2d: error: cannot reach the cluster: {error}")
-        return EXIT_ERROR
+        return fail(f"cannot reach the cluster: {error}")
     except KeyboardInterrupt:
         say("c2d: interrupted")
         return 130
     except Exception as error:  # a bug: still one line, unless asked for the traceback
         if os.environ.get("C2D_DEBUG"):
             raise
-        say(f"c2d: error: unexpected {type(error).__name__}: {error} (C2D_DEBUG=1 shows more)")
-        return EXIT_ERROR
+        return fail(f"unexpected {type(error).__name__}: {error} (C2D_DEBUG=1 shows more)")
 
 
 if __name__ == "__main__":
