@@ -109,6 +109,9 @@ class Kubelet:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         uid = meta["uid"]
         node = spec.get("nodeName")
+        log.debug("pod %s %s rv=%s node=%s deleting=%s phase=%s", kind, meta.get("name"),
+                  meta.get("resourceVersion"), node, meta.get("deletionTimestamp"),
+                  (pod.get("status") or {}).get("phase"))
         if node and node != NODE_NAME:
             return
         with self._lock:
@@ -149,8 +152,14 @@ class Kubelet:
             self._finished.add(worker.uid)
 
     def _submit(self, fn, *args) -> None:  # noqa: ANN001
+        """Run an API call off the informer thread; failures are logged, not lost."""
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("kubelet: %s failed", fn.__name__)
         try:
-            self._calls.submit(fn, *args)
+            self._calls.submit(run)
         except RuntimeError:  # shutting down
             pass
 
@@ -177,8 +186,11 @@ class Kubelet:
                 call(self._core.create_namespaced_pod_binding, name, ns, body)
                 return True
             except ApiException as exc:
-                if exc.status not in (404, 405):
-                    log.warning("binding pod %s/%s failed: %s", ns, name, exc)
+                if exc.status not in (404, 405) or self._getter(self._core.read_namespaced_pod)(
+                    ns, name
+                ) is None:  # a failure, or the pod is gone: nothing to bind
+                    if exc.status not in (404, 409):
+                        log.warning("binding pod %s/%s failed: %s", ns, name, exc)
                     return False
                 log.info("no pods/binding subresource (%s); binding by patching spec.nodeName",
                          exc.status)

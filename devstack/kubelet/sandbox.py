@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +190,7 @@ class ContainerProcess:
                 preexec_fn=_die_with_parent if kill_with_parent else None,  # noqa: PLW1509
             )
         self.pid = self.popen.pid
-        self._lock = threading.Lock()
+        self._sandboxed = os.path.basename(argv[0]) == BWRAP
 
     def wait(self) -> int:
         """Wait for the main process; the exit code as a shell reports it (128+signal)."""
@@ -200,16 +199,25 @@ class ContainerProcess:
         return 128 - rc if rc < 0 else rc
 
     def stop(self, grace: float) -> None:
-        """SIGTERM the container's main process, SIGKILL everything after ``grace``."""
-        with self._lock:
-            if self.popen.poll() is None:
-                main = _main_process(self.pid)
-                _signal(main, signal.SIGTERM)
-                try:
-                    self.popen.wait(timeout=max(grace, 0))
-                except subprocess.TimeoutExpired:
-                    pass
-            self._kill_leftovers()
+        """SIGTERM the container's main process, SIGKILL everything after ``grace``.
+
+        Safe to call again, e.g. with a shorter grace: the earliest deadline wins.
+        """
+        deadline = time.monotonic() + max(grace, 0)
+        main = None
+        while self.popen.poll() is None and main is None:
+            main = _main_process(self.pid, self._sandboxed)
+            if main is None:  # bubblewrap has not started the command yet
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.005)
+        if main is not None:
+            _signal(main, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill_leftovers()
 
     def _kill_leftovers(self) -> None:
         """SIGKILL the group and every descendant still running, and see them gone."""
@@ -268,17 +276,20 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _main_process(pid: int) -> int:
-    """The container's own first process: below bubblewrap's helpers, if any."""
-    current = pid
-    for _ in range(3):
-        if _comm(current) != BWRAP:
-            return current
-        kids = [p for p, pp in _parents().items() if pp == current]
-        if not kids:
-            return current
-        current = min(kids)
-    return current
+def _main_process(pid: int, sandboxed: bool) -> int | None:
+    """The container's own first process; under bubblewrap, the first descendant that
+    is not one of its helpers (None until the command has been exec'd)."""
+    if not sandboxed:
+        return pid
+    frontier = [pid]
+    parents = _parents()
+    while frontier:
+        kids = sorted(p for p, pp in parents.items() if pp in frontier)
+        for kid in kids:
+            if _comm(kid) != BWRAP:
+                return kid
+        frontier = kids
+    return None
 
 
 def _alive(pid: int) -> bool:

@@ -119,6 +119,7 @@ class PodWorker:
     def stop(self, grace: float | None = None, deleting: bool = False, quiet: bool = False) -> None:
         """Stop the containers: SIGTERM, ``grace`` seconds, SIGKILL. Returns at once."""
         grace = self.grace if grace is None else grace
+        log.debug("pod %s: stop grace=%s deleting=%s quiet=%s", self.name, grace, deleting, quiet)
         with self._lock:
             self._deleting |= deleting
             self._quiet |= quiet
@@ -224,6 +225,8 @@ class PodWorker:
             ok = all_ran and all(c == 0 for c in codes) and not self._deadline_hit
             self._phase = "Succeeded" if ok else "Failed"
         self._publish()
+        log.debug("pod %s: finished %s deleting=%s quiet=%s", self.name, self._phase,
+                  self._deleting, self._quiet)
         if self._deleting and not self._quiet:
             self._remove_pod_object()
 

@@ -244,3 +244,16 @@ def test_detect_mode_rejects_unknown_and_honours_rewrite(monkeypatch) -> None:
     assert sandbox.detect_mode() == sandbox.REWRITE
     with pytest.raises(RuntimeError, match="bwrap not found"):
         sandbox.detect_mode("bwrap")
+
+
+@needs_bwrap
+def test_stop_right_after_start_still_reaches_the_command(tmp_path: Path) -> None:
+    # SIGTERM sent before bubblewrap has exec'd the command must not be lost (it would
+    # be, sent to bubblewrap's PID-1 helper), or the pod would wait out its whole grace
+    for _ in range(5):
+        proc = ContainerProcess(bwrap_argv(["sleep", "60"], [], None, "p"),
+                                {"PATH": os.environ["PATH"]}, "/", tmp_path / "log")
+        started = time.monotonic()
+        proc.stop(grace=30)
+        assert proc.wait() == 128 + signal.SIGTERM
+        assert time.monotonic() - started < 5
