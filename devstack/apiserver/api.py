@@ -139,9 +139,9 @@ class API:
             obj.pop("status", None)
         if rt.custom:
             obj = crdschema.validate_custom(rt, obj, strict)
-            validation_causes = validation.check_metadata(meta, label_name=False)
-            if validation_causes:
-                raise invalid(rt.kind, rt.group, meta["name"], validation_causes)
+            causes = validation.check_metadata(meta, label_name=False)
+            if causes:
+                raise invalid(rt.kind, rt.group, meta["name"], causes)
             return obj
         if rt.kind == "Secret":
             defaults.secret_string_data(obj)

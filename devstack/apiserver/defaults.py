@@ -127,18 +127,17 @@ def _job(obj: Obj) -> None:
     spec.setdefault("suspend", False)
     if not spec.get("podFailurePolicy"):
         spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
-    if spec.get("manualSelector"):
-        pass
-    else:
-        template = spec.setdefault("template", {})
+    template = spec.setdefault("template", {})
+    if not spec.get("manualSelector"):
         labels = template.setdefault("metadata", {}).setdefault("labels", {})
         uid, name = meta["uid"], meta["name"]
         for key, value in zip(JOB_LABELS, (uid, name, uid, name), strict=True):
             labels[key] = value
         spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-    if not meta.get("labels"):
-        meta["labels"] = dict(spec["template"]["metadata"].get("labels") or {})
-    pod_spec(spec.setdefault("template", {}).setdefault("spec", {}), template=True)
+    template_labels = (template.get("metadata") or {}).get("labels")
+    if not meta.get("labels") and template_labels:
+        meta["labels"] = dict(template_labels)
+    pod_spec(template.setdefault("spec", {}), template=True)
     obj["status"] = {}
 
 

@@ -329,8 +329,8 @@ def _check_base64(obj: Obj, parts: tuple[str, ...]) -> None:
                 raise ApiError(400, "BadRequest", f"illegal base64 data in {part}[{k}]") from None
 
 
-def _check_config(obj: Obj, b64: bool) -> Causes:
-    _check_base64(obj, ("data",) if b64 else ("binaryData",))
+def _check_config(obj: Obj, secret: bool) -> Causes:
+    _check_base64(obj, ("data",) if secret else ("binaryData",))
     out: Causes = []
     size = 0
     for part in ("data", "binaryData", "stringData"):
