@@ -139,7 +139,8 @@ def test_idle_watch_sends_bookmarks(apiserver: APIServer, core: client.CoreV1Api
     assert int(events[0]["object"]["metadata"]["resourceVersion"]) >= int(rv)
 
 
-def test_stop_ends_open_watches(tmp_path: Path) -> None:
+def test_stop_ends_open_watches_and_threads(tmp_path: Path) -> None:
+    threads_before = threading.active_count()
     srv = APIServer()
     url = srv.start()
     resp = _raw_watch(url, "resourceVersion=0")
@@ -154,3 +155,5 @@ def test_stop_ends_open_watches(tmp_path: Path) -> None:
     threading.Thread(target=drain, daemon=True).start()
     srv.stop()
     wait_for(done.is_set, timeout=3, what="watch stream to end after stop()")
+    wait_for(lambda: threading.active_count() <= threads_before, timeout=3,
+             what="every server thread to end")
