@@ -20,7 +20,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 WORKFLOW_LABEL = "c2d.oceanprotocol.com/workflow"
 STAGE_LABEL = "c2d.oceanprotocol.com/stage"
 VOLUME = "/data"
-METADATA_SERVICE = "169.254.169.254/32"
+METADATA_SERVICES = {"0.0.0.0/0": "169.254.169.254/32", "::/0": "fd00:ec2::254/128"}
 # Configure, filter and publish are our own programs: modest, fixed resources.
 HELPER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"},
                     "limits": {"cpu": "1", "memory": "512Mi"}}
@@ -103,6 +103,8 @@ def _storage_env(settings: Settings) -> list[dict[str, Any]]:
         "IPFS_EXPIRY_TIME": settings.ipfs_expiry_time, "AWS_REGION": settings.aws_region,
         "AWS_BUCKET_OUTPUT": settings.aws_bucket_output,
         "AWS_BUCKET_ADMINLOGS": settings.aws_bucket_adminlogs,
+        # boto3 reads it: S3-compatible stores (MinIO, Ceph) besides AWS.
+        "AWS_ENDPOINT_URL": settings.aws_endpoint_url,
     }
     env = [{"name": k, "value": v} for k, v in plain.items() if v is not None]
     for key in ("OPERATOR_PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -195,7 +197,7 @@ def algorithm_network_policy(workflow: dict, settings: Settings) -> dict:
     """No egress for the algorithm pod, or egress except the cloud metadata address."""
     return render("networkpolicy-algorithm.yaml", {
         **_common(workflow, settings, "algorithm"),
-        "allow_egress": settings.algorithm_allow_network, "blocked": METADATA_SERVICE,
+        "allow_egress": settings.algorithm_allow_network, "egress_blocks": METADATA_SERVICES,
     }, settings.templates_dir)
 
 

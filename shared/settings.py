@@ -182,6 +182,7 @@ SPEC: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "aws_region": ("AWS_REGION", "", _optional_text),
     "aws_bucket_output": ("AWS_BUCKET_OUTPUT", "", _optional_text),
     "aws_bucket_adminlogs": ("AWS_BUCKET_ADMINLOGS", "", _optional_text),
+    "aws_endpoint_url": ("AWS_ENDPOINT_URL", "", _url),
     # Pods.
     "storage_class": ("STORAGE_CLASS", "gp2", _dns_label),
     "notify_start_url": ("NOTIFY_START_URL", "", _url),
@@ -240,6 +241,7 @@ class Settings:
     aws_region: str | None
     aws_bucket_output: str | None
     aws_bucket_adminlogs: str | None
+    aws_endpoint_url: str | None
     storage_class: str
     notify_start_url: str | None
     notify_stop_url: str | None

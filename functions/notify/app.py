@@ -7,11 +7,12 @@ answers 503 and the Broker retries.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import requests
 from cloudevents.core.v1.event import CloudEvent
-from flask import Flask
+from flask import Flask, request
 
 from functions.notify import decide
 from shared import events, signing
@@ -86,8 +87,26 @@ def route(event: CloudEvent) -> Handler | None:
 
 
 def build(kubeconfig: str | None = None, config: Settings | None = None) -> Flask:
-    """The notify function's app; tests pass their own kubeconfig and settings."""
-    return create_app("notify", route, PERMISSIONS, kubeconfig=kubeconfig, config=config)
+    """The notify function's app; also the Triggers' dead-letter sink (POST /dead-letter)."""
+    flask_app = create_app("notify", route, PERMISSIONS, kubeconfig=kubeconfig, config=config)
+
+    @flask_app.post("/dead-letter")
+    def dead_letter() -> tuple[str, int]:
+        """Record an event the Broker gave up on, so an operator can see what was lost."""
+        try:
+            event = events.parse(request.headers, request.get_data())
+        except events.MalformedEvent as error:
+            flask_app.logger.warning("malformed dead letter: %s", error)
+            return "", 202
+        logging.getLogger("c2d.notify").error(
+            "dead letter: %s to %s failed with %s", event.get_type(),
+            event.get_extension("knativeerrordest"), event.get_extension("knativeerrorcode"),
+            extra={"function": "notify", "event_id": event.get_id(),
+                   "event_type": event.get_type(),
+                   "workflow": event.get_extension("c2dworkflow") or event.get_subject()})
+        return "", 202
+
+    return flask_app
 
 
 app = build()

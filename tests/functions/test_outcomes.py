@@ -79,7 +79,8 @@ def test_stop_request_while_running(relay: Relay, kube: Kube, make_workflow):
     assert status["phase"] == "Stopped" and status["stopReason"] == "StopRequested"
     assert wf.algorithm_outcome(status) == "stopped"
     assert "configurationLog" in result_types(final)
-    assert kube.get("Job", "default", f"{name}-algorithm") is None
+    wait_for(lambda: kube.get("Job", "default", f"{name}-algorithm") is None, 30,
+             what="the stopped algorithm Job to be gone")
 
 
 def test_stop_before_the_algorithm_skips_it(relay: Relay, kube: Kube, make_workflow):

@@ -308,8 +308,9 @@ def test_network_policy_denies_algorithm_egress(plain, full):
     assert denied["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert denied["spec"]["egress"] == [] and denied["spec"]["ingress"] == []
     allowed = next(o for o in full if o["kind"] == "NetworkPolicy")
-    assert allowed["spec"]["egress"] == [{"to": [{"ipBlock": {
-        "cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]}]
+    assert allowed["spec"]["egress"] == [{"to": [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+        {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}}]}]
 
 
 # ---------------------------------------------------------------- the algorithm's shell wrapper
