@@ -174,6 +174,8 @@ class Informer:
         )
         self._resp = resp
         try:
+            if self._stop.is_set():  # stop() ran while this watch was being opened
+                return rv
             if not 200 <= resp.status <= 299:
                 raise ApiException(http_resp=resp)
             for line in iter_resp_lines(resp):

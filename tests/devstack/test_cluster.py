@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import yaml
 from kubernetes import client
 
@@ -39,3 +42,59 @@ def test_no_container_process_survives_stop(tmp_path) -> None:
     finally:
         cluster.stop()
     assert still_running(procs) == []
+
+
+def test_start_says_which_kubelet_mode_runs(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="devstack.kubelet")
+    with EmbeddedCluster(tmp_path / "c") as cluster:
+        assert f"containers run in {cluster.kubelet_mode} mode" in caplog.text
+
+
+def test_rewrite_mode_maps_mount_paths_to_volume_folders(tmp_path) -> None:
+    assert not Path("/data").exists(), "this test needs a host without /data"
+    with EmbeddedCluster(tmp_path / "c", kubelet_mode="rewrite") as cluster:
+        assert cluster.kubelet_mode == "rewrite"
+        core = client.CoreV1Api(cluster.api_client())
+        core.create_namespaced_persistent_volume_claim("default", client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="claim"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"})),
+        ))
+        core.create_namespaced_pod("default", client.V1Pod.model_validate({
+            "metadata": {"name": "writer"},
+            "spec": {"restartPolicy": "Never",
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "claim"}}],
+                     "containers": [{
+                         "name": "c", "image": "x", "workingDir": "/data",
+                         "command": ["sh", "-c",
+                                     "mkdir -p /data/outputs && echo hi > $(OUT) && pwd"],
+                         "env": [{"name": "OUT", "value": "/data/outputs/x"}],
+                         "volumeMounts": [{"name": "d", "mountPath": "/data"}]}]},
+        }))
+        wait_until(lambda: core.read_namespaced_pod("writer", "default").status.phase
+                   in ("Succeeded", "Failed"), what="the pod to finish")
+        assert core.read_namespaced_pod("writer", "default").status.phase == "Succeeded"
+        folder = cluster.volumes_dir / "default" / "claim"
+        assert (folder / "outputs" / "x").read_text() == "hi\n"
+        assert core.read_namespaced_pod_log("writer", "default").strip() == str(folder)
+    assert not Path("/data").exists()
+
+
+def test_persisted_cluster_keeps_objects_and_finished_work(tmp_path) -> None:
+    job = client.V1Job.model_validate({
+        "metadata": {"name": "once"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "x", "command": ["true"]}]}}},
+    })
+    with EmbeddedCluster(tmp_path / "c", persist=True) as cluster:
+        batch = client.BatchV1Api(cluster.api_client())
+        batch.create_namespaced_job("default", job)
+        wait_until(lambda: batch.read_namespaced_job("once", "default").status.succeeded,
+                   what="the job to succeed")
+    with EmbeddedCluster(tmp_path / "c", persist=True) as cluster:
+        batch = client.BatchV1Api(cluster.api_client())
+        core = client.CoreV1Api(cluster.api_client())
+        status = batch.read_namespaced_job("once", "default").status
+        assert [c.type for c in status.conditions] == ["SuccessCriteriaMet", "Complete"]
+        assert len(core.list_namespaced_pod("default").items) == 1  # nothing re-run

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from devstack.cluster import EmbeddedCluster
-from devstack.testing import (  # noqa: F401
-    container_processes,
-    embedded_cluster_module,
-    still_running,
-    wait_until,
-)
+from devstack.kubelet.sandbox import BWRAP, REWRITE, detect_mode
+from devstack.testing import container_processes, still_running, wait_until
 
 NS = "default"
 
 
-@pytest.fixture(scope="module")
-def cluster(embedded_cluster_module: EmbeddedCluster) -> EmbeddedCluster:  # noqa: F811
-    return embedded_cluster_module
+@pytest.fixture(scope="module", params=[BWRAP, REWRITE])
+def cluster(request, tmp_path_factory) -> Iterator[EmbeddedCluster]:
+    """Every test runs in both kubelet modes (bwrap only where it works)."""
+    if request.param == BWRAP and detect_mode() != BWRAP:
+        pytest.skip("bubblewrap cannot run on this machine")
+    with EmbeddedCluster(tmp_path_factory.mktemp("cluster"), kubelet_mode=request.param) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
