@@ -531,7 +531,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = data_folder(args.workflow)
     read_workflow(args.workflow, "http://127.0.0.1:1/data")  # fail fast, before the stack
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(
+    workdir = fresh_workdir(Path(args.workdir)) if args.workdir else Path(tempfile.mkdtemp(
         prefix=f"{stamp}-", dir=ensure(home() / "runs")))
     stack = make_stack(args, workdir, folder.parent)
     signal.signal(signal.SIGTERM, interrupt)  # stop the stack on `kill` too, not only Ctrl-C
@@ -555,6 +555,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def fresh_workdir(folder: Path) -> Path:
+    """`folder` emptied for a new stack, if it held one before; never any other folder."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        if not (folder / "kubeconfig").is_file() or not (folder / "stack.log").is_file():
+            raise CliError(f"--workdir {folder}: exists and is not an old c2d stack folder; "
+                           "give a new or empty folder")
+        shutil.rmtree(folder)
+    return folder
+
+
 def interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
@@ -569,9 +579,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     data_root = Path(args.data).resolve() if args.data else None
     if data_root is not None and not data_root.is_dir():
         raise CliError(f"--data {args.data}: not a folder")
-    workdir = Path(args.workdir) if args.workdir else home() / "stack"
-    if workdir.exists():  # a fresh cluster each time; results live in C2D_STORAGE_DIR
-        shutil.rmtree(workdir)
+    workdir = fresh_workdir(Path(args.workdir) if args.workdir else home() / "stack")
     os.environ.setdefault("C2D_STORAGE_DIR", str(home() / "storage"))
     stack = make_stack(args, workdir, data_root)
     stop = threading.Event()
@@ -609,6 +617,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings_module.load(settings_environ(os.environ, home() / "stack"))
     except settings_module.SettingsError as error:
         raise CliError(str(error)) from None
+    if args.data is not None and not Path(args.data).is_dir():
+        raise CliError(f"--data {args.data}: not a folder")
+    if args.manifests is not None and not Path(args.manifests).is_dir():
+        raise CliError(f"--manifests {args.manifests}: not a folder")
     ensure(home())
     state_path = state_file()
     with suppress(OSError):

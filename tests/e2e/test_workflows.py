@@ -6,6 +6,7 @@ to a receiver on 127.0.0.1 and are checked against the operator's address.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,9 @@ def test_cli_errors_are_one_line_against_the_stack(stack: EmbeddedStack, tmp_pat
     assert "spec.metadata.stages" in invalid.stderr and "Traceback" not in invalid.stderr
     listed = stack.c2d("list", check=True).stdout
     assert listed.splitlines()[0].split() == ["NAME", "PHASE", "CODE", "STATUS", "AGE"]
+
+
+def test_the_stack_holds_the_operator_secret_for_the_pods(stack: EmbeddedStack) -> None:
+    secret = stack.core.read_namespaced_secret("c2d-secrets", "default")
+    assert set(secret.data) == {"OPERATOR_PRIVATE_KEY"}
+    assert base64.b64decode(secret.data["OPERATOR_PRIVATE_KEY"]).decode() == OPERATOR_KEY
