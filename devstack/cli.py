@@ -701,6 +701,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = running_stack()
         if not state:
             raise CliError("the embedded stack is not running (start it with `c2d up`)")
+        if args.output != "text":
+            print(json.dumps(state, indent=2) if args.output == "json"
+                  else yaml.safe_dump(state, sort_keys=False), end="\n" if args.output ==
+                  "json" else "")
+            return EXIT_OK
         print(table([[k, v if not isinstance(v, dict) else json.dumps(v)]
                      for k, v in state.items()], ["STACK", "VALUE"]))
         return EXIT_OK
