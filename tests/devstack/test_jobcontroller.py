@@ -241,3 +241,32 @@ def test_ttl_after_finished_deletes_the_job(cluster, core, batch):
             return exc.status == 404
     wait_until(gone, timeout=15, what="the job to be deleted")
     wait_until(lambda: pods_of(core, name) == [], timeout=15, what="its pods to be collected")
+
+
+def test_completions_with_parallelism(cluster, core, batch):
+    name = unique("many")
+    create_job(batch, job_manifest(name, ["sh", "-c", "sleep 0.3"], completions=3, parallelism=2))
+    most_active = 0
+
+    def finished():
+        nonlocal most_active
+        job = read_job(batch, name)
+        most_active = max(most_active, job["status"].get("active", 0))
+        return job if condition(job, "Complete") else None
+    job = wait_until(finished, timeout=20, what="three completions")
+    assert job["status"]["succeeded"] == 3
+    assert most_active == 2
+    assert len(pods_of(core, name)) == 3
+
+
+def test_deleting_a_running_job_in_background_stops_its_pod(cluster, core, batch):
+    name = unique("cancel")
+    create_job(batch, job_manifest(name, ["sleep", "300"]))
+    [pod] = wait_until(lambda: [p for p in pods_of(core, name)
+                                if (p.get("status") or {}).get("phase") == "Running"],
+                       what="the pod to run")
+    procs = wait_until(lambda: container_processes(cluster, pod["metadata"]["uid"]),
+                       what="the container process")
+    batch.delete_namespaced_job(name, NS, propagation_policy="Background")
+    wait_until(lambda: pods_of(core, name) == [], timeout=15, what="the pod to be collected")
+    assert still_running(procs) == []
