@@ -216,3 +216,24 @@ def test_pod_active_deadline(core):
     assert pod["status"]["reason"] == "DeadlineExceeded"
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == (
         "DeadlineExceeded")
+
+
+def test_termination_message_is_cut_at_4096_bytes(core):
+    name = unique("longmsg")
+    create_pod(core, name, [container(
+        ["python", "-c", "open('/dev/termination-log', 'w').write('x' * 10000)"])])
+    pod = wait_phase(core, name, "Succeeded")
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == "x" * 4096
+
+
+def test_unsupported_volume_type_is_a_clear_config_error(core):
+    name = unique("nfs")
+    create_pod(core, name, [container(["true"])],
+               volumes=[{"name": "share", "nfs": {"server": "10.0.0.1", "path": "/x"}}])
+
+    def waiting():
+        statuses = (read_pod(core, name).get("status") or {}).get("containerStatuses") or []
+        return statuses and statuses[0]["state"].get("waiting", {}).get("message")
+    message = wait_until(waiting, what="a waiting reason")
+    assert "volume share" in message and "nfs" in message and "not supported" in message
+    core.delete_namespaced_pod(name, NS)
