@@ -128,8 +128,10 @@ class EmbeddedStack:
     def stop(self) -> None:
         self.recorder.stop()
         self.api.close()
+        pid = json.loads((self.c2d.home / "stack.json").read_text())["pid"]
         down = self.c2d("down", timeout=90)
         assert down.returncode == 0, down.stderr
+        assert not Path(f"/proc/{pid}").exists(), f"the stack (pid {pid}) is still running"
 
     # ------------------------------------------------------------ workflows
 
