@@ -126,6 +126,8 @@ class GunicornServer:
         self.url = f"http://127.0.0.1:{port}"
         gunicorn = Path(sys.executable).with_name("gunicorn")
         argv = [str(gunicorn) if gunicorn.exists() else "gunicorn",
+                # four masters on one machine: no shared control socket in ~/.gunicorn
+                "--no-control-socket",
                 "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
                 "--graceful-timeout", "5", f"{module}:app"]
         with open(log_path, "ab") as out:
