@@ -1,0 +1,254 @@
+"""Scenarios 6 and 7: the configure and publish pods' data paths against curl and boto3.
+
+Both sides run as separate processes started the same way, one after the
+other, on the same bytes; a process's wall time and peak RSS (from `wait4`)
+are what is compared.
+
+The dataset is generated, not stored: a local HTTP server streams `size` bytes
+of a repeated 1 MiB random block (`/pattern`) or of zeros (`/zeros`, what a
+sparse file reads as). The configure pod turns runs of zeros into holes (a seek
+instead of a write) and curl does not, so `/zeros` flatters the pod; the
+pattern is the honest comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.stats import summary
+from devstack.stack import REPO_ROOT, free_port
+
+BLOCK = os.urandom(1 << 20)
+RSS_SAMPLE = 0.01
+ZERO_BLOCK = bytes(1 << 20)
+
+
+class _Source(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    size = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        block = {"/pattern": BLOCK, "/zeros": ZERO_BLOCK}.get(self.path)
+        if block is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(self.size))
+        self.end_headers()
+        left, view = self.size, memoryview(block)
+        try:
+            while left:
+                n = min(left, len(view))
+                self.wfile.write(view[:n])
+                left -= n
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def source_server(size: int) -> Iterator[str]:
+    """A dataset server on 127.0.0.1; yields its base URL."""
+    handler = type("Source", (_Source,), {"size": size})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None,
+          cwd: Path = REPO_ROOT) -> dict[str, Any]:
+    """Run `argv`; its wall seconds, peak RSS (bytes) and exit code.
+
+    The peak is sampled every 10 ms with psutil: `wait4`'s ru_maxrss would count
+    this (large) process's pages, which a forked child starts with.
+    """
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,  # noqa: S603
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak = 0
+    watched = psutil.Process(process.pid)
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(process.stdout.read()),
+                              daemon=True)
+    reader.start()
+    while process.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, watched.memory_info().rss)
+        time.sleep(RSS_SAMPLE)
+    seconds = time.perf_counter() - started
+    reader.join()
+    process.stdout.close()
+    tail = b"".join(output)[-2000:].decode(errors="replace")
+    return {"seconds": seconds, "peak_rss_bytes": peak, "exit_code": process.returncode,
+            "output_tail": tail}
+
+
+def _pod_env(extra: dict[str, str], workdir: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOG_LEVEL": "INFO",
+            "TERMINATION_MESSAGE_PATH": str(workdir / "termination"), **extra}
+
+
+def _check(result: dict[str, Any], what: str) -> dict[str, Any]:
+    if result["exit_code"] != 0:
+        raise RuntimeError(f"{what} exited {result['exit_code']}: {result['output_tail']}")
+    return result
+
+
+def configure_path(workdir: Path, size: int, repeats: int) -> dict[str, Any]:
+    """`python -m functions.configure.pod` vs `curl -o`, downloading the same `size` bytes."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = _pod_env({"diskGB": str(size / 2**30 + 1)}, workdir)
+    curl = shutil.which("curl")
+    if curl is None:
+        raise RuntimeError("curl is not installed")
+    runs: dict[str, list[dict[str, Any]]] = {"curl": [], "pod": [], "pod_zeros": [],
+                                              "curl_zeros": []}
+    with source_server(size) as url:
+        # The pattern `repeats` times, the zeros once (context only); alternating sides.
+        for path in ["/pattern"] * repeats + ["/zeros"]:
+            label = "_zeros" if path == "/zeros" else ""
+            volume = workdir / "volume"
+            workflow = workdir / "workflow.json"
+            workflow.write_text(json.dumps({"jobId": "bench", "stages": [{
+                "index": 0, "input": [{"index": 0, "id": "did:op:bench-data",
+                                       "url": url + path}],
+                "algorithm": {"id": "did:op:bench-algo", "rawcode": "print('unused')\n"},
+                "output": {}}]}))
+            runs["pod" + label].append(_check(timed(
+                [sys.executable, "-m", "functions.configure.pod", "--volume", str(volume),
+                 "--workflow", str(workflow)], env), "the configure pod"))
+            shutil.rmtree(volume, ignore_errors=True)
+            target = workdir / "curl.out"
+            runs["curl" + label].append(_check(timed(
+                [curl, "-sS", "--fail", "-o", str(target), url + path]), "curl"))
+            target.unlink(missing_ok=True)
+    # Python's own start-up, to read the figures with: the pod with nothing to fetch.
+    startup = _pod_startup(workdir, env)
+    return _compare(runs, "curl", "pod", size) | {
+        "pod_startup": startup, "zeros": _compare(runs, "curl_zeros", "pod_zeros", size)}
+
+
+def _pod_startup(workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+    volume = workdir / "volume"
+    workflow = workdir / "workflow.json"
+    workflow.write_text(json.dumps({"jobId": "bench", "stages": [{
+        "index": 0, "input": [], "algorithm": {"rawcode": "print('unused')\n"}, "output": {}}]}))
+    result = _check(timed([sys.executable, "-m", "functions.configure.pod", "--volume",
+                           str(volume), "--workflow", str(workflow)], env), "the configure pod")
+    shutil.rmtree(volume, ignore_errors=True)
+    return result
+
+
+def _compare(runs: dict[str, list[dict[str, Any]]], reference: str, measured: str,
+             size: int) -> dict[str, Any]:
+    ref = [r["seconds"] for r in runs[reference]]
+    got = [r["seconds"] for r in runs[measured]]
+    return {
+        "bytes": size,
+        reference: {"seconds": summary(ref), "runs": runs[reference]},
+        measured: {"seconds": summary(got), "runs": runs[measured],
+                   "peak_rss_bytes": max((r["peak_rss_bytes"] for r in runs[measured]),
+                                         default=None)},
+        # speed ratio: the reference's time over ours (1.0 = as fast), medians of each
+        "speed_ratio": summary(ref)["p50"] / summary(got)["p50"] if ref and got else None,
+    }
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3 on 127.0.0.1 (in this process, threaded); yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+BOTO3_UPLOAD = """
+import sys, time, boto3
+from boto3.s3.transfer import TransferConfig
+start = time.perf_counter()
+client = boto3.client("s3", region_name="us-east-1")
+client.upload_file(sys.argv[1], sys.argv[2], sys.argv[3], Config=TransferConfig())
+print("upload_file seconds", time.perf_counter() - start)
+"""
+
+
+def publish_path(workdir: Path, size: int, repeats: int) -> dict[str, Any]:
+    """`python -m functions.publish.pod` vs a process calling boto3 `upload_file`, to moto."""
+    import boto3
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    volume = workdir / "volume"
+    big = volume / "outputs" / "result.bin"
+    big.parent.mkdir(parents=True, exist_ok=True)
+    with open(big, "wb") as out:  # real bytes on disk: both read the same file
+        left = size
+        while left:
+            left -= out.write(BLOCK[:min(left, len(BLOCK))])
+    (volume / "logs").mkdir(exist_ok=True)
+    (volume / "adminlogs").mkdir(exist_ok=True)
+    workflow = workdir / "workflow.json"
+    workflow.write_text(json.dumps({"jobId": "bench", "stages": [{
+        "index": 0, "output": {"publishOutput": 1, "publishAlgorithmLog": 0}}]}))
+    runs: dict[str, list[dict[str, Any]]] = {"boto3": [], "pod": []}
+    try:
+        with moto_s3() as endpoint:
+            aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                   "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+                   "AWS_DEFAULT_REGION": "us-east-1"}
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench")
+            for number in range(repeats):
+                bucket = f"bench-{number}"
+                s3.create_bucket(Bucket=bucket)
+                env = _pod_env({**aws, "AWS_BUCKET_OUTPUT": bucket, "JOB_ID": "bench"},
+                               workdir)
+                runs["pod"].append(_check(timed(
+                    [sys.executable, "-m", "functions.publish.pod", "--volume", str(volume),
+                     "--workflow", str(workflow)], env), "the publish pod"))
+                _empty(s3, bucket)
+                runs["boto3"].append(_check(timed(
+                    [sys.executable, "-c", BOTO3_UPLOAD, str(big), bucket, "bench/result.bin"],
+                    {**os.environ, **aws}), "boto3 upload_file"))
+                _empty(s3, bucket)
+                s3.delete_bucket(Bucket=bucket)
+    finally:
+        shutil.rmtree(volume, ignore_errors=True)
+    return _compare(runs, "boto3", "pod", size)
+
+
+def _empty(s3: Any, bucket: str) -> None:
+    """Free moto's memory between runs."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents") or []:
+            s3.delete_object(Bucket=bucket, Key=item["Key"])

@@ -1,0 +1,337 @@
+"""Scenarios 1-3: stage transitions, control-plane overhead and throughput on the embedded stack.
+
+Every workflow is the same trivial one (no input, a one-line rawcode algorithm),
+so that the pods' own work is as small as it gets and the engine's share shows.
+
+- `run_workflows(..., at_once=False)`: one workflow at a time (no queueing): the
+  transition latencies and the overhead per workflow of an idle engine.
+- `run_workflows(..., at_once=True)`: all submitted together under `maxJobs`:
+  throughput, and the transition latencies under load.
+- `run_reference(...)`: the same three Jobs per workflow, built by the same
+  builders, created back-to-back by this process with the same concurrency
+  and no engine: the throughput reference.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from kubernetes import client
+
+from benchmarks.observe import Accepted, BrokerTap, Timeline
+from benchmarks.stats import summary
+from shared import events, manifests
+from shared import workflow as wf
+
+TRIVIAL_ALGORITHM = "print('trivial algorithm', flush=True)\n"
+REFERENCE_NAMESPACE = "bench-reference"
+TRANSITIONS = ("add->configure", "configure->algorithm", "algorithm->publish")
+STAGE_REPLY = {"configure": events.CONFIGURE_SUCCEEDED, "algorithm": events.ALGORITHM_FINISHED}
+COLLECTION = {"ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+              "Secret": "/api/v1/namespaces/{ns}/secrets",
+              "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+              "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+              "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"}
+
+
+def workflow_body(name: str, namespace: str) -> dict[str, Any]:
+    """The trivial workflow: no dataset, a one-line Python algorithm, outputs published."""
+    stage = {"index": 0, "input": [],
+             "algorithm": {"id": "did:op:bench-trivial", "rawcode": TRIVIAL_ALGORITHM,
+                           "container": {"image": "python", "tag": "3.11-slim",
+                                         "entrypoint": "python $ALGO"}},
+             "output": {"publishOutput": 1, "publishAlgorithmLog": 1}}
+    return {"apiVersion": wf.API_VERSION, "kind": wf.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"secret": "bench-secret",
+                     "metadata": {"chainId": 8996, "stages": [stage]}}}
+
+
+@dataclass
+class EngineRun:
+    """What one run through the engine produced (instants in `time.time()` seconds)."""
+
+    label: str
+    names: list[str]
+    submitted: dict[str, float]
+    started: float
+    ended: float
+    timeline: Timeline
+    accepted: list[Accepted]
+    timed_out: list[str] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return self.ended - self.started
+
+
+def run_workflows(stack: Any, prefix: str, count: int, at_once: bool, timeout: float,
+                  tap: BrokerTap) -> EngineRun:
+    """Submit `count` trivial workflows (together or one by one) and wait for them all."""
+    custom = client.CustomObjectsApi(stack.api_client())
+    namespace = stack.namespace
+    timeline = Timeline(stack.cluster.url, namespace).start()
+    names = [f"{prefix}-{i:04d}" for i in range(count)]
+    submitted: dict[str, float] = {}
+    first_tap = len(tap.snapshot())
+
+    def submit(name: str) -> None:
+        submitted[name] = time.time()
+        custom.create_namespaced_custom_object(wf.GROUP, wf.VERSION, namespace, wf.PLURAL,
+                                               workflow_body(name, namespace))
+
+    started = time.time()
+    timed_out: list[str] = []
+    try:
+        if at_once:
+            for name in names:
+                submit(name)
+            if not timeline.wait(lambda t: all(n in t.wf_final for n in names), timeout):
+                timed_out = [n for n in names if n not in timeline.wf_final]
+        else:
+            for name in names:
+                submit(name)
+                if not timeline.wait(lambda t, n=name: n in t.wf_final, timeout):
+                    timed_out.append(name)
+                    break
+        ended = max([timeline.wf_final.get(n, 0.0) for n in names] + [started])
+    finally:
+        timeline.stop()
+    return EngineRun(prefix, names, submitted, started, ended, timeline,
+                     tap.snapshot()[first_tap:], timed_out)
+
+
+# ---------------------------------------------------------------- figures from a run
+
+
+def first_accepted(accepted: Iterable[Accepted]) -> dict[tuple[str, str, str], float]:
+    """(what, workflow, stage) -> the first instant it entered the Broker.
+
+    what: `add` (the Workflow's add), `job-finished` (a Job update showing it
+    finished), or the type of one of c2d's reply events.
+    """
+    found: dict[tuple[str, str, str], float] = {}
+    for record in accepted:
+        if record.workflow is None:
+            continue
+        if record.type == events.RESOURCE_ADD and record.stage is None:
+            key = ("add", record.workflow, "")
+        elif record.type == events.RESOURCE_UPDATE and record.job_finished:
+            key = ("job-finished", record.workflow, record.stage or "")
+        elif record.type.startswith(events.PREFIX):
+            key = (record.type, record.workflow, "")
+        else:
+            continue
+        found.setdefault(key, record.at)
+    return found
+
+
+def transitions(run: EngineRun) -> dict[str, list[float]]:
+    """Per transition, the seconds from the event entering the Broker to the next Job seen.
+
+    `configure->algorithm` starts at the configure Job's finished update; its two
+    halves (the configure function answering with `configure.succeeded`, the
+    algorithm function creating the Job) are listed too, and the same for publish.
+    `add->configure` counts the workflows admitted at once; a queued one starts
+    when a slot frees, from the last `workflow.finished` before its Job.
+    Also, for context, the embedded cluster's share: pod exit seen -> that Job
+    update entering the Broker.
+    """
+    first = first_accepted(run.accepted)
+    jobs = run.timeline.job_added
+    samples: dict[str, list[float]] = {name: [] for name in TRANSITIONS}
+    parts: dict[str, list[float]] = {}
+
+    def add(name: str, start: float | None, end: float | None) -> None:
+        if start is not None and end is not None:
+            target = samples[name] if name in samples else parts.setdefault(name, [])
+            target.append(end - start)
+
+    pods_by_job: dict[str, float] = {}
+    for pod, (workflow, stage) in run.timeline.pod_owner.items():
+        if pod in run.timeline.pod_finished:
+            pods_by_job[f"{workflow}-{stage}"] = run.timeline.pod_finished[pod]
+    # A slot freed (some workflow.finished entered the Broker) -> a queued one's configure Job.
+    freed = sorted(r.at for r in run.accepted if r.type == events.WORKFLOW_FINISHED)
+    for name in run.names:
+        configure_job = jobs.get(f"{name}-configure")
+        if name not in run.timeline.wf_queued:
+            add("add->configure", first.get(("add", name, "")), configure_job)
+        elif configure_job is not None:
+            before = [t for t in freed if t <= configure_job]
+            add("  (queued) workflow.finished -> next configure Job",
+                before[-1] if before else None, configure_job)
+        for stage, following in (("configure", "algorithm"), ("algorithm", "publish")):
+            finished = first.get(("job-finished", name, stage))
+            reply = first.get((STAGE_REPLY[stage], name, ""))
+            created = jobs.get(f"{name}-{following}")
+            add(f"{stage}->{following}", finished, created)
+            add(f"  {stage} Job finished -> {STAGE_REPLY[stage].split('.', 3)[-1]} reply",
+                finished, reply)
+            add(f"  {STAGE_REPLY[stage].split('.', 3)[-1]} reply -> {following} Job",
+                reply, created)
+        add("publish Job finished -> phase final", first.get(("job-finished", name, "publish")),
+            run.timeline.wf_final.get(name))
+        for stage in ("configure", "algorithm", "publish"):
+            add("(cluster) pod exit -> Job-finished event", pods_by_job.get(f"{name}-{stage}"),
+                first.get(("job-finished", name, stage)))
+    return {**samples, **parts}
+
+
+def overheads(run: EngineRun) -> tuple[list[float], list[float], list[float]]:
+    """Per workflow: (end-to-end seconds, the pods' run time, end-to-end minus pods)."""
+    wall, pods, overhead = [], [], []
+    for name in run.names:
+        start, end = run.submitted.get(name), run.timeline.wf_final.get(name)
+        pod_time = run.timeline.pod_seconds(name)
+        if start is None or end is None or pod_time is None:
+            continue
+        wall.append(end - start)
+        pods.append(pod_time)
+        overhead.append(end - start - pod_time)
+    return wall, pods, overhead
+
+
+def phases(run: EngineRun) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in run.names:
+        phase = run.timeline.wf_phase.get(name, "not finished")
+        counts[phase] = counts.get(phase, 0) + 1
+    return counts
+
+
+def run_summary(run: EngineRun) -> dict[str, Any]:
+    """The raw samples and their summaries, ready for the results file."""
+    wall, pods, overhead = overheads(run)
+    moves = transitions(run)
+    return {
+        "workflows": len(run.names), "wall_seconds": run.wall, "phases": phases(run),
+        "timed_out": run.timed_out,
+        "transitions": {k: {"samples": v, **summary(v)} for k, v in moves.items()},
+        "end_to_end": {"samples": wall, **summary(wall)},
+        "pod_seconds": {"samples": pods, **summary(pods)},
+        "pod_seconds_by_stage": {k: summary(v)
+                                 for k, v in run.timeline.pod_seconds_by_stage().items()},
+        "overhead": {"samples": overhead, **summary(overhead)},
+    }
+
+
+# ---------------------------------------------------------------- the reference
+
+
+class _Api:
+    """Create and delete objects with plain HTTP (the reference's own cost stays small)."""
+
+    def __init__(self, server: str, namespace: str):
+        self.server = server.rstrip("/")
+        self.namespace = namespace
+        self.session = requests.Session()
+        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=32))
+
+    def create(self, obj: dict[str, Any]) -> None:
+        path = COLLECTION[obj["kind"]].format(ns=self.namespace)
+        response = self.session.post(self.server + path, json=obj, timeout=30)
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"creating {obj['kind']} {obj['metadata']['name']}: "
+                               f"{response.status_code} {response.text[:300]}")
+
+    def delete(self, kind: str, name: str) -> None:
+        path = COLLECTION[kind].format(ns=self.namespace) + f"/{name}"
+        self.session.delete(self.server + path, json={"propagationPolicy": "Background"},
+                            timeout=30)
+
+    def ensure_namespace(self) -> None:
+        response = self.session.post(self.server + "/api/v1/namespaces", timeout=30, json={
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+        if response.status_code not in (200, 201, 409):
+            raise RuntimeError(f"namespace {self.namespace}: {response.status_code}")
+
+
+def _bare(obj: dict[str, Any]) -> dict[str, Any]:
+    """The engine's object without its owner (there is no Workflow here)."""
+    obj["metadata"].pop("ownerReferences", None)
+    return obj
+
+
+@dataclass
+class ReferenceRun:
+    names: list[str]
+    started: float
+    ended: float
+    failed: list[str]
+    timeline: Timeline
+
+    @property
+    def wall(self) -> float:
+        return self.ended - self.started
+
+
+def run_reference(stack: Any, prefix: str, count: int, concurrency: int,
+                  timeout: float) -> ReferenceRun:
+    """The same Jobs as the engine creates, back-to-back per workflow, `concurrency` at once."""
+    api = _Api(stack.cluster.url, REFERENCE_NAMESPACE)
+    api.ensure_namespace()
+    timeline = Timeline(stack.cluster.url, REFERENCE_NAMESPACE, workflows=False).start()
+    names = [f"{prefix}-{i:04d}" for i in range(count)]
+    pending = iter(names)
+    lock = threading.Lock()
+    failed: list[str] = []
+    deadline = time.monotonic() + timeout
+
+    def one(name: str) -> None:
+        workflow = workflow_body(name, REFERENCE_NAMESPACE)
+        workflow["metadata"]["uid"] = str(uuid.uuid4())
+        created: list[tuple[str, str]] = []
+        try:
+            for stage in ("configure", "algorithm", "publish"):
+                for obj in manifests.for_stage(workflow, stack.settings, stage):
+                    api.create(_bare(obj))
+                    created.append((obj["kind"], obj["metadata"]["name"]))
+                job = f"{name}-{stage}"
+                left = deadline - time.monotonic()
+                if not timeline.wait(lambda t, j=job: j in t.job_finished, max(left, 0)):
+                    raise TimeoutError(job)
+        except (RuntimeError, TimeoutError, requests.RequestException):
+            with lock:
+                failed.append(name)
+        for kind, object_name in reversed(created):  # clean up, as the engine does
+            api.delete(kind, object_name)
+
+    def worker() -> None:
+        while True:
+            with lock:
+                name = next(pending, None)
+            if name is None:
+                return
+            one(name)
+
+    started = time.time()
+    threads = [threading.Thread(target=worker, name=f"bench-reference-{i}", daemon=True)
+               for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0) + 30)
+    ended = time.time()
+    timeline.stop()
+    api.session.close()
+    return ReferenceRun(names, started, ended, failed, timeline)
+
+
+def reference_summary(run: ReferenceRun) -> dict[str, Any]:
+    per_workflow = [
+        sum(run.timeline.pod_finished[p] - run.timeline.pod_started[p]
+            for p, (owner, _) in run.timeline.pod_owner.items()
+            if owner == name and p in run.timeline.pod_started and p in run.timeline.pod_finished)
+        for name in run.names]
+    return {"workflows": len(run.names), "wall_seconds": run.wall, "failed": run.failed,
+            "pod_seconds": {"samples": per_workflow, **summary(per_workflow)},
+            "pod_seconds_by_stage": {k: summary(v)
+                                     for k, v in run.timeline.pod_seconds_by_stage().items()}}
+
