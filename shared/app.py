@@ -46,6 +46,23 @@ class Stage:
         """The Workflow as the API has it now (events may carry an older copy)."""
         return self.kube.get("Workflow", namespace, name)
 
+    def referenced_workflow(self, event: CloudEvent) -> dict | None:
+        """The Workflow one of our own events is about, read fresh."""
+        ref = events.workflow_ref(event)
+        return self.workflow(ref.namespace, ref.name)
+
+    def job_event(self, event: CloudEvent) -> tuple[dict, dict, str] | None:
+        """From a Job's ApiServerSource event: the Job, its Workflow (fresh) and its stage.
+
+        None for a Job the engine did not name, or whose Workflow is gone.
+        """
+        job = events.resource_event(event).object
+        owner = wf.job_stage(job["metadata"]["name"])
+        if owner is None:
+            return None
+        workflow = self.workflow(job["metadata"].get("namespace", "default"), owner[0])
+        return (job, workflow, owner[1]) if workflow else None
+
     def workflows(self) -> list[dict]:
         """Every Workflow in the engine's namespace, oldest first."""
         found = self.kube.list("Workflow", self.settings.namespace)

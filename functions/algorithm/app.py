@@ -26,18 +26,13 @@ PERMISSIONS = {
 
 
 def on_configure_succeeded(event: CloudEvent, stage: Stage) -> CloudEvent | None:
-    ref = events.workflow_ref(event)
-    workflow = stage.workflow(ref.namespace, ref.name)
+    workflow = stage.referenced_workflow(event)
     return run(workflow, stage) if workflow else None
 
 
 def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
-    job = events.resource_event(event).object
-    owner = wf.job_stage(job["metadata"]["name"])
-    if owner is None:
-        return None
-    workflow = stage.workflow(job["metadata"]["namespace"], owner[0])
-    return record_outcome(workflow, job, stage) if workflow else None
+    found = stage.job_event(event)
+    return record_outcome(found[1], found[0], stage) if found else None
 
 
 def on_workflow_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:

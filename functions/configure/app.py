@@ -29,23 +29,24 @@ PERMISSIONS = {
 def on_workflow_added(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     added = events.resource_event(event)
     workflow = stage.workflow(added.namespace, added.name)
-    return admit(workflow, stage) if workflow else None
+    reply = admit(workflow, stage) if workflow else None
+    if reply is not None:
+        refresh_environment(stage)
+    return reply
 
 
 def on_workflow_finished(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """A slot is free: release it and start the oldest queued workflow."""
     ref = events.workflow_ref(event)
     admission.Slots(stage.kube, ref.namespace).release([ref.name])
-    return admit_queued(stage, ref.namespace)
+    reply = admit_queued(stage, ref.namespace)
+    refresh_environment(stage)
+    return reply
 
 
 def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
-    job = events.resource_event(event).object
-    owner = wf.job_stage(job["metadata"]["name"])
-    if owner is None:
-        return None
-    workflow = stage.workflow(job["metadata"]["namespace"], owner[0])
-    return record_outcome(workflow, job, stage) if workflow else None
+    found = stage.job_event(event)
+    return record_outcome(found[1], found[0], stage) if found else None
 
 
 def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
@@ -133,6 +134,14 @@ def record_outcome(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None
 def current_environment(stage: Stage) -> dict:
     slots = admission.Slots(stage.kube, stage.settings.namespace)
     return environment.announcement(stage.settings, len(slots.current()))
+
+
+def refresh_environment(stage: Stage) -> None:
+    """Best effort after a slot changed hands: the tick corrects a failed refresh."""
+    try:
+        publish_environment(stage)
+    except KubeError as error:
+        stage.log.warning("c2d-environment not refreshed: %s", error)
 
 
 def publish_environment(stage: Stage) -> dict:

@@ -25,8 +25,7 @@ KINDS = {events.WORKFLOW_STARTED: "start", events.WORKFLOW_FINISHED: "stop"}
 
 
 def on_workflow_event(event: CloudEvent, stage: Stage) -> None:
-    ref = events.workflow_ref(event)
-    workflow = stage.workflow(ref.namespace, ref.name)
+    workflow = stage.referenced_workflow(event)
     if workflow is not None:
         notify(workflow, KINDS[event.get_type()], stage)
 

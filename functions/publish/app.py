@@ -31,20 +31,16 @@ PERMISSIONS = {
 
 def on_stage_done(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """`algorithm.finished` or `configure.failed`: logs and results get published."""
-    ref = events.workflow_ref(event)
-    workflow = stage.workflow(ref.namespace, ref.name)
+    workflow = stage.referenced_workflow(event)
     return begin(workflow, stage) if workflow else None
 
 
 def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
-    job = events.resource_event(event).object
-    owner = wf.job_stage(job["metadata"]["name"])
-    if owner is None:
+    found = stage.job_event(event)
+    if found is None:
         return None
-    workflow = stage.workflow(job["metadata"]["namespace"], owner[0])
-    if workflow is None:
-        return None
-    return after_filter(workflow, job, stage) if owner[1] == "filter" \
+    job, workflow, job_stage = found
+    return after_filter(workflow, job, stage) if job_stage == "filter" \
         else finish(workflow, job, stage)
 
 

@@ -13,13 +13,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import requests
 from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 from werkzeug.serving import make_server
 
+from devstack.testing import wait_until
 from functions.algorithm import app as algorithm_app
 from functions.configure import app as configure_app
 from functions.notify import app as notify_app
@@ -157,26 +157,13 @@ class Relay:
         return [d.reply for d in self.log if d.reply and d.reply.get_type() == event_type]
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
-             what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def finished_job(kube: Kube, namespace: str, name: str, timeout: float = 60.0) -> dict:
     """The Job once its controller marked it Complete or Failed."""
     def done() -> dict | None:
         job = kube.get("Job", namespace, name)
         return job if job and finished(job) else None
 
-    return wait_for(done, timeout, what=f"Job {name} to finish")
+    return wait_until(done, timeout, what=f"Job {name} to finish")
 
 
 def drive(relay: Relay, kube: Kube, workflow: dict, timeout: float = 90.0,

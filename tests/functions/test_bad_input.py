@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ import requests
 from shared import events
 from shared import workflow as wf
 from shared.kube import Kube
-from tests.functions.harness import Relay, resource_event
+from tests.functions.harness import Relay, ping, resource_event
 
 
 def objects_of(kube: Kube, name: str) -> list[dict]:
@@ -65,9 +66,13 @@ def test_malformed_events_get_400(functions, headers, body, field):
         assert field in response.json()["error"]
 
 
-def test_healthz_and_environment(functions):
+def test_healthz_and_environment(functions, relay: Relay, kube: Kube):
     for url in functions.urls.values():
         assert requests.get(url + "/healthz", timeout=5).json()["status"] == "ok"
     announced = requests.get(functions.urls["configure"] + "/environment", timeout=5).json()
     assert announced["consumerAddress"] == "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
     assert announced["maxJobs"] == 10 and announced["currentJobs"] >= 0
+    relay.send(ping())  # the tick keeps the c2d-environment ConfigMap current
+    stored = json.loads(kube.get("ConfigMap", "default", "c2d-environment")["data"]
+                        ["environment.json"])
+    assert stored == requests.get(functions.urls["configure"] + "/environment", timeout=5).json()

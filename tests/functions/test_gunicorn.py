@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack.testing import wait_until
 from shared import workflow as wf
 from tests.functions.conftest import environment
-from tests.functions.harness import Relay, drive, wait_for
+from tests.functions.harness import Relay, drive
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
@@ -41,7 +42,7 @@ def gunicorn_functions(cluster, receiver, tmp_path_factory) -> Iterator[dict[str
         urls[stage] = f"http://127.0.0.1:{port}"
     try:
         for url in urls.values():
-            wait_for(lambda u=url: _healthy(u), 20, what=f"gunicorn at {url}")
+            wait_until(lambda u=url: _healthy(u), 20, what=f"gunicorn at {url}")
         yield urls
     finally:
         for process in processes:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
+from devstack.testing import wait_until
 from shared import events
 from shared import workflow as wf
 from shared.kube import Kube
-from tests.functions.harness import Relay, drive, finished_job, resource_event, wait_for
+from tests.functions.harness import Relay, drive, finished_job, resource_event
 
 
 def result_types(final: dict) -> set[str]:
@@ -67,7 +68,7 @@ def test_stop_request_while_running(relay: Relay, kube: Kube, make_workflow):
     relay.send(resource_event("add", created))
     configure_job = finished_job(kube, "default", f"{name}-configure")
     relay.send(resource_event("update", configure_job))
-    wait_for(lambda: kube.list("Pod", "default", f"job-name={name}-algorithm"), 30,
+    wait_until(lambda: kube.list("Pod", "default", f"job-name={name}-algorithm"), 30,
              what="algorithm pod")
     stopped = kube.update("Workflow", "default", name,
                           lambda w: {**w, "spec": {**w["spec"], "stopRequested": True}})
@@ -79,7 +80,7 @@ def test_stop_request_while_running(relay: Relay, kube: Kube, make_workflow):
     assert status["phase"] == "Stopped" and status["stopReason"] == "StopRequested"
     assert wf.algorithm_outcome(status) == "stopped"
     assert "configurationLog" in result_types(final)
-    wait_for(lambda: kube.get("Job", "default", f"{name}-algorithm") is None, 30,
+    wait_until(lambda: kube.get("Job", "default", f"{name}-algorithm") is None, 30,
              what="the stopped algorithm Job to be gone")
 
 
