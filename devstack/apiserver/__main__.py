@@ -25,14 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = APIServer(crd_files=args.crd, data_dir=args.data_dir, log_dir=args.log_dir,
                        host=args.host, port=args.port)
+    # Handlers first: whoever reads the URL may signal us at once.
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
     url = server.start()
     if args.kubeconfig:
         from devstack.kubeconfig import write_kubeconfig
         write_kubeconfig(url, args.kubeconfig)
     print(url, flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
     done.wait()
     server.stop()
     return 0
