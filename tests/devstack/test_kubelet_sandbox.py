@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from devstack.kubelet import sandbox
+from devstack.testing import wait_until
 from devstack.kubelet.podconfig import ConfigError, EnvResolver, expand
 from devstack.kubelet.sandbox import ContainerProcess, Mount, bwrap_argv, rewrite_paths
 from devstack.kubelet.volumes import container_mounts, prepare_volumes
@@ -223,9 +224,12 @@ def test_rewrite_mode_keeps_no_orphan_after_main_exits(tmp_path: Path) -> None:
                             kill_with_parent=True)
     group = proc.pid
     assert proc.wait() == 0
-    leftovers = [p for p in psutil.process_iter(["pid", "status"])
-                 if _pgid(p.pid) == group and p.info["status"] != psutil.STATUS_ZOMBIE]
-    assert leftovers == []
+
+    def leftovers() -> list[psutil.Process]:  # a killed child is briefly alive, then a zombie
+        return [p for p in psutil.process_iter(["pid", "status"])
+                if _pgid(p.pid) == group and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+    wait_until(lambda: not leftovers(), timeout=5, what="the process group to be gone")
 
 
 def _pgid(pid: int) -> int | None:
