@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 from devstack.kubelet import sandbox
-from devstack.testing import wait_until
 from devstack.kubelet.podconfig import ConfigError, EnvResolver, expand
 from devstack.kubelet.sandbox import ContainerProcess, Mount, bwrap_argv, rewrite_paths
 from devstack.kubelet.volumes import container_mounts, prepare_volumes
+from devstack.testing import wait_until
 
 needs_bwrap = pytest.mark.skipif(
     sandbox.detect_mode() != sandbox.BWRAP, reason="bubblewrap cannot run on this machine"
