@@ -10,21 +10,23 @@ nonces here are milliseconds (as Ocean's own pod) and strictly increasing.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
-from eth_utils import keccak
-
 from functions.configure.fetch import Fetcher, FetchError
 
 
 def download_signature(did: str, nonce: int | str, private_key: str) -> str:
     """The `signature` URL parameter of a provider download, 0x-prefixed."""
+    # Imported here: eth_account takes ~0.7 s to import and only remote inputs sign.
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+    from eth_utils import keccak
+
     digest = keccak(text=f"{did}{nonce}")
     signed = Account.sign_message(encode_defunct(primitive=digest), private_key=private_key)
     return "0x" + signed.signature.hex().removeprefix("0x")
@@ -36,9 +38,17 @@ class Provider:
     def __init__(self, fetcher: Fetcher, private_key: str | None):
         self.fetcher = fetcher
         self.private_key = private_key
-        self.address = Account.from_key(private_key).address if private_key else None
         self._endpoints: dict[str, dict[str, Any]] = {}
         self._last_nonce = 0
+
+    @functools.cached_property
+    def address(self) -> str | None:
+        """The operator's address (consumerAddress), computed when first needed."""
+        if not self.private_key:
+            return None
+        from eth_account import Account
+
+        return Account.from_key(self.private_key).address
 
     def ddo(self, metadata_uri: str, did: str) -> dict[str, Any]:
         """The DDO of `did` from Aquarius at `metadata_uri`."""
