@@ -220,18 +220,26 @@ class ContainerProcess:
         self._kill_leftovers()
 
     def _kill_leftovers(self) -> None:
-        """SIGKILL the group and every descendant still running, and see them gone."""
-        tree = descendants(self.pid)  # before the kill: orphans get re-parented
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for pid in tree:
-            _signal(pid, signal.SIGKILL)
-        if self.popen.poll() is None:
-            self.popen.wait()
+        """SIGKILL the group and every descendant, until none of them runs any more.
+
+        Members are found both as descendants (taken before the kill, since orphans
+        get re-parented) and by process group, which re-parenting does not change.
+        """
+        tree = set(descendants(self.pid))
         deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+        while True:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if self.popen.poll() is None:
+                self.popen.wait()
+            left = [pid for pid, (state, _ppid, group) in _proc_table().items()
+                    if (pid in tree or group == self.pid) and state not in ("Z", "X")]
+            if not left or time.monotonic() > deadline:
+                return
+            for pid in left:
+                _signal(pid, signal.SIGKILL)
             time.sleep(0.01)  # the kernel is tearing the PID namespace down
 
 
@@ -248,9 +256,9 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _parents() -> dict[int, int]:
-    """pid -> parent pid for every process, from /proc."""
-    out: dict[int, int] = {}
+def _proc_table() -> dict[int, tuple[str, int, int]]:
+    """pid -> (state, parent pid, process group) for every process, from /proc."""
+    out: dict[int, tuple[str, int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -261,8 +269,13 @@ def _parents() -> dict[int, int]:
             continue
         # the command name (field 2) may hold spaces and parentheses
         fields = stat[stat.rfind(")") + 2 :].split()
-        out[int(entry.name)] = int(fields[1])
+        out[int(entry.name)] = (fields[0], int(fields[1]), int(fields[2]))
     return out
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid for every process."""
+    return {pid: ppid for pid, (_state, ppid, _group) in _proc_table().items()}
 
 
 def descendants(pid: int) -> list[int]:
@@ -290,16 +303,6 @@ def _main_process(pid: int, sandboxed: bool) -> int | None:
                 return kid
         frontier = kids
     return None
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie no longer does)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 def _comm(pid: int) -> str:
