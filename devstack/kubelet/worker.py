@@ -257,7 +257,7 @@ class PodWorker:
             rc = self._run_once(c, table, restarts)
             if rc is None or self._stop.is_set():
                 return rc
-            if self.policy == "Never" or (rc == 0 and (init or self.policy == "OnFailure")):
+            if not self._restarts(rc) or (init and rc == 0):
                 return rc
             restarts += 1
             delay = min(RESTART_BACKOFF * 2 ** (restarts - 1), MAX_RESTART_BACKOFF)
@@ -334,8 +334,16 @@ class PodWorker:
                 state=st.terminated(rc, reason, started, message, container_id),
                 ready=False, started=False,
             )
-        self._publish()
+            pod_ends = table is self._main and not self._restarts(rc) and all(
+                "terminated" in other["state"] for other in self._main.values()
+            )
+        if not pod_ends:  # else _finish() reports it together with the final phase
+            self._publish()
         return rc
+
+    def _restarts(self, rc: int) -> bool:
+        """Whether a container that exited with ``rc`` is started again."""
+        return self.policy == "Always" or (self.policy == "OnFailure" and rc != 0)
 
     def _configure(self, c: dict, table: dict[str, dict]) -> tuple[dict | None, list[Mount]]:
         """The container's env and mounts; waits while a Secret/ConfigMap is missing."""
