@@ -13,8 +13,23 @@ Containers see their volumes on their real mount paths when bubblewrap works
 "rewrite"``); see :mod:`devstack.kubelet.sandbox`. The mode is logged at start.
 
 Logs go to ``<log_dir>/<namespace>/<pod>/<container>.log`` (stdout and stderr
-interleaved), where the API server reads them for ``pods/log``. Claims are
-folders under ``claims_dir`` (see :mod:`devstack.kubelet.volumes`).
+interleaved; a restarted container's previous log is kept as
+``<container>.previous.log``), where the API server reads them for
+``pods/log``. Claims are folders under ``claims_dir`` (see
+:mod:`devstack.kubelet.volumes`).
+
+Limits (a development node, not a production one):
+
+- no image is pulled: ``image`` is only reported back; a container without
+  ``command`` cannot run (``StartError``), since the image's entrypoint is unknown;
+- in ``bwrap`` mode the root file system is the host's, read-only (like
+  ``readOnlyRootFilesystem: true``); only volumes and a private ``/tmp`` are
+  writable. There is no network isolation: NetworkPolicies are not enforced;
+- ``securityContext`` (user, capabilities), ``resources`` (requests/limits),
+  probes, ``nodeSelector``/affinity/tolerations and image pull secrets are
+  accepted and ignored; every pod runs as the kubelet's own user;
+- configMap and secret volumes are written once at pod start, not refreshed;
+- no Events are recorded; no Node object is registered.
 """
 
 from __future__ import annotations
