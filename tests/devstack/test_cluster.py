@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
+import pytest
 import yaml
 from kubernetes import client
 
 from devstack.cluster import EmbeddedCluster
+from devstack.kubelet.sandbox import BWRAP, detect_mode
 from devstack.testing import (  # noqa: F401
     container_processes,
     embedded_cluster,
@@ -98,3 +103,38 @@ def test_persisted_cluster_keeps_objects_and_finished_work(tmp_path) -> None:
         status = batch.read_namespaced_job("once", "default").status
         assert [c.type for c in status.conditions] == ["SuccessCriteriaMet", "Complete"]
         assert len(core.list_namespaced_pod("default").items) == 1  # nothing re-run
+
+
+_CRASHING_STACK = """
+import sys, time
+from pathlib import Path
+from kubernetes import client
+from devstack.cluster import EmbeddedCluster
+from devstack.kubelet.sandbox import BWRAP, detect_mode
+from devstack.testing import container_processes, wait_until
+cluster = EmbeddedCluster(Path(sys.argv[1]), kubelet_mode="bwrap").start()
+client.CoreV1Api(cluster.api_client()).create_namespaced_pod("default", client.V1Pod(
+    metadata=client.V1ObjectMeta(name="p"),
+    spec=client.V1PodSpec(restart_policy="Never", containers=[client.V1Container(
+        name="c", image="x", command=["sh", "-c", "sleep 300 & sleep 300"])])))
+procs = wait_until(lambda: [p for p in container_processes(cluster) if p.name() == "sleep"][1:]
+                   and container_processes(cluster), timeout=20)
+print(" ".join(str(p.pid) for p in procs), flush=True)
+time.sleep(300)
+"""
+
+
+def test_no_container_process_survives_a_killed_stack(tmp_path) -> None:
+    if detect_mode() != BWRAP:
+        pytest.skip("needs bubblewrap: in rewrite mode a container's own children can outlive "
+                    "a killed stack")
+    stack = subprocess.Popen([sys.executable, "-c", _CRASHING_STACK, str(tmp_path / "c")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = stack.stdout.readline()
+        procs = [psutil.Process(int(pid)) for pid in line.split()]
+        assert len(procs) >= 3, line
+    finally:
+        stack.kill()
+        stack.wait()
+    wait_until(lambda: still_running(procs) == [], timeout=10, what="the containers to die")
