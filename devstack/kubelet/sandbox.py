@@ -16,7 +16,9 @@ Two modes, chosen once when the kubelet starts (:func:`detect_mode`):
     that appears as a path prefix in the command, the arguments, the
     environment values or the working directory is replaced by the host folder
     holding that volume. Programs that build paths by other means (constants in
-    code, config files) do not see the volumes; use ``bwrap`` for those.
+    code, config files) do not see the volumes; use ``bwrap`` for those. If
+    the kubelet's process is killed outright, the container's main process dies
+    with it, but processes it started itself may survive (no PID namespace).
 
 Either way the process leads its own process group (its own session), its
 stdout and stderr go to one log file, and :meth:`ContainerProcess.stop`
