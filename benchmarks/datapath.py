@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -178,19 +177,39 @@ def _compare(runs: dict[str, list[dict[str, Any]]], reference: str, measured: st
     }
 
 
+MOTO_SERVER = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()  # until the harness closes our stdin
+server.stop()
+"""
+
+
 @contextlib.contextmanager
 def moto_s3() -> Iterator[str]:
-    """moto's S3 on 127.0.0.1 (in this process, threaded); yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
+    """moto's ThreadedMotoServer on 127.0.0.1, in a child process (it keeps every byte in
+    memory, which must not stay in the harness); yields its endpoint URL."""
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server.start()
+    server = subprocess.Popen([sys.executable, "-c", MOTO_SERVER, str(port)],  # noqa: S603
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
     try:
+        if server.stdout is None or server.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"moto server exited with {server.wait()}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.stop()
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 BOTO3_UPLOAD = """

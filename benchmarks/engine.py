@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 import requests
 from kubernetes import client
 
@@ -107,6 +108,45 @@ def run_workflows(stack: Any, prefix: str, count: int, at_once: bool, timeout: f
                      tap.snapshot()[first_tap:], timed_out)
 
 
+class CpuMeter:
+    """CPU seconds (user + system) spent between `start()` and `stop()`, by whom.
+
+    `harness`: this process (API server, Job controller, kubelet, Broker, sources and
+    the harness itself); `functions`: the gunicorn processes of the stack; `rest`: the
+    whole machine's busy time minus those two: the pods, and any other work running
+    on the machine (see the load average).
+    """
+
+    def __init__(self, stack: Any):
+        self.functions = [psutil.Process(server.pid) for server in stack.functions.values()
+                          if hasattr(server, "pid")]
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        own = psutil.Process().cpu_times()
+        functions = 0.0
+        for master in self.functions:
+            for process in [master, *master.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                except psutil.Error:
+                    continue
+                functions += times.user + times.system
+        busy = psutil.cpu_times()
+        machine = busy.user + busy.nice + busy.system + busy.irq + busy.softirq
+        return {"harness": own.user + own.system, "functions": functions, "machine": machine}
+
+    def start(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        end = self._now()
+        spent = {k: end[k] - self._start[k] for k in end}
+        spent["rest"] = spent.pop("machine") - spent["harness"] - spent["functions"]
+        return spent
+
+
 # ---------------------------------------------------------------- figures from a run
 
 
@@ -184,6 +224,21 @@ def transitions(run: EngineRun) -> dict[str, list[float]]:
     return {**samples, **parts}
 
 
+def slow_workflows(run: EngineRun, limit: float = 5.0) -> dict[str, dict[str, float]]:
+    """Workflows with a transition slower than `limit` seconds (a lost event waits for the
+    resync tick): name -> transition -> seconds, to look up in the stack's log."""
+    first = first_accepted(run.accepted)
+    jobs = run.timeline.job_added
+    slow: dict[str, dict[str, float]] = {}
+    for name in run.names:
+        for stage, following in (("configure", "algorithm"), ("algorithm", "publish")):
+            start = first.get(("job-finished", name, stage))
+            end = jobs.get(f"{name}-{following}")
+            if start is not None and end is not None and end - start > limit:
+                slow.setdefault(name, {})[f"{stage}->{following}"] = end - start
+    return slow
+
+
 def overheads(run: EngineRun) -> tuple[list[float], list[float], list[float]]:
     """Per workflow: (end-to-end seconds, the pods' run time, end-to-end minus pods)."""
     wall, pods, overhead = [], [], []
@@ -212,7 +267,7 @@ def run_summary(run: EngineRun) -> dict[str, Any]:
     moves = transitions(run)
     return {
         "workflows": len(run.names), "wall_seconds": run.wall, "phases": phases(run),
-        "timed_out": run.timed_out,
+        "timed_out": run.timed_out, "slow_workflows": slow_workflows(run),
         "transitions": {k: {"samples": v, **summary(v)} for k, v in moves.items()},
         "end_to_end": {"samples": wall, **summary(wall)},
         "pod_seconds": {"samples": pods, **summary(pods)},

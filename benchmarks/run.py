@@ -170,13 +170,17 @@ def engine(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], lis
         sequential = scenarios.run_workflows(stack, "seq", args.sequential, False, 120, tap)
         raw["sequential"] = scenarios.run_summary(sequential)
         raw["load_after_sequential"] = load_average()
+        cpu = scenarios.CpuMeter(stack).start()
         batch = scenarios.run_workflows(stack, "batch", args.workflows, True, timeout, tap)
-        raw["batch"] = scenarios.run_summary(batch)
+        raw["batch"] = scenarios.run_summary(batch) | {"cpu_seconds": cpu.stop()}
         raw["load_after_batch"] = load_average()
+        cpu = scenarios.CpuMeter(stack).start()
         reference = scenarios.run_reference(stack, "ref", args.workflows, args.max_jobs,
                                             timeout)
-        raw["reference"] = scenarios.reference_summary(reference)
+        raw["reference"] = scenarios.reference_summary(reference) | {"cpu_seconds": cpu.stop()}
         raw["load_after_reference"] = load_average()
+        raw["broker_counters"] = stack.eventing.broker.counters  # retried, failed, lost...
+        raw["stack_log"] = str(stack.log_path)  # kept only with --workdir
         tap.detach()
     pod_mean = raw["reference"]["pod_seconds"].get("mean")
     raw["original_derived"] = original.derived(pod_mean, args.max_jobs)
@@ -227,6 +231,15 @@ def _engine_figures(raw: dict[str, Any], args: argparse.Namespace) -> list[Figur
                           target=">=0.8x", met=rate / ref_rate >= 0.8 and not failed,
                           note=f"phases {batch['phases']}, reference failures "
                                f"{len(reference['failed'])}"))
+    for run_name, label in (("batch", "engine"), ("reference", "reference")):
+        cpu = raw[run_name].get("cpu_seconds")
+        if cpu:
+            count = raw[run_name]["workflows"]
+            figures.append(Figure(
+                "3 throughput", f"  CPU s per workflow, {label}: stack process", "s",
+                value=cpu["harness"] / count,
+                note=f"functions {cpu['functions'] / count:.2f} s, "
+                     f"pods and others {cpu['rest'] / count:.2f} s"))
     if "throughput_expected_per_second" in derived:
         expected = derived["throughput_expected_per_second"]
         figures.append(Figure("3 throughput", "original engine, same pods", "wf/s",
