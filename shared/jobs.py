@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+# The resync tick leaves a Job that finished moments ago to its own event: the
+# tick can answer with one event only, so recording the outcome there would
+# swallow the reply that moves the workflow on (seen as 60 s stalls in the
+# 200-workflow benchmark). After this long, the event is taken as lost.
+SETTLE_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -73,3 +80,15 @@ def outcome(job: dict, pods: list[dict]) -> Outcome | None:
     return Outcome(succeeded=verdict == "Complete",
                    reason=_condition_reason(job) or ("Completed" if verdict == "Complete" else ""),
                    exit_code=state.get("exitCode"), message=(state.get("message") or "").strip())
+
+
+def settled(job: dict, now: datetime | None = None, seconds: float = SETTLE_SECONDS) -> bool:
+    """Finished at least `seconds` ago, so its own event has had its chance."""
+    if finished(job) is None:
+        return False
+    stamps = [c.get("lastTransitionTime") for c in (job.get("status") or {}).get("conditions")
+              or [] if c.get("status") == "True" and c.get("lastTransitionTime")]
+    if not stamps:
+        return True
+    ended = max(datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
+    return (now or datetime.now(UTC)) - ended >= timedelta(seconds=seconds)

@@ -18,6 +18,9 @@ import jinja2
 import yaml
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
+# libyaml's safe loader is ~4x faster than PyYAML's own; parsing was 40 % of a
+# busy configure function's CPU. Same documents, same results.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class TemplateError(RuntimeError):
@@ -68,7 +71,7 @@ def render(name: str, context: dict[str, Any], templates_dir: str | None = None)
     except jinja2.TemplateError as error:  # syntax errors, e.g. in an operator's own folder
         raise TemplateError(f"template {name!r}: {error}") from None
     try:
-        obj = yaml.safe_load(text)
+        obj = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
         raise TemplateError(f"template {name!r} rendered invalid YAML: {error}") from None
     if not isinstance(obj, dict) or "kind" not in obj:

@@ -11,7 +11,7 @@ from cloudevents.core.v1.event import CloudEvent
 from flask import Flask
 
 from functions.algorithm import decide
-from shared import events, manifests
+from shared import events, jobs, manifests
 from shared import workflow as wf
 from shared.app import Handler, Stage, create_app
 from shared.jobs import Outcome
@@ -56,7 +56,7 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
             job = stage.stage_job(workflow, "algorithm")
             if job is None:
                 lost(workflow, stage)
-            else:
+            elif jobs.settled(job):
                 record_outcome(workflow, job, stage)
     return None
 

@@ -10,7 +10,7 @@ from cloudevents.core.v1.event import CloudEvent
 from flask import Flask, Response, jsonify
 
 from functions.configure import admission, decide, environment
-from shared import events, manifests
+from shared import events, jobs, manifests
 from shared import workflow as wf
 from shared.app import Handler, Stage, create_app
 from shared.kube import KubeError
@@ -58,7 +58,7 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
             admit(workflow, stage)
         elif wf.status_code(workflow) == wf.CONFIGURING:
             job = stage.stage_job(workflow, "configure")
-            if job is not None:
+            if job is not None and jobs.settled(job):
                 record_outcome(workflow, job, stage)
     live = {wf.name(w) for w in workflows if not wf.is_final(w)}
     slots = admission.Slots(stage.kube, namespace)

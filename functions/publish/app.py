@@ -13,7 +13,7 @@ from cloudevents.core.v1.event import CloudEvent
 from flask import Flask
 
 from functions.publish import decide
-from shared import events, manifests, storage
+from shared import events, jobs, manifests, storage
 from shared import workflow as wf
 from shared.app import Handler, Stage, create_app
 from shared.kube import KubeError
@@ -86,6 +86,8 @@ def resume(workflow: dict, stage: Stage) -> CloudEvent | None:
     if job is None:
         stage.create_all(manifests.for_stage(workflow, stage.settings, job_stage))
         return None
+    if not jobs.settled(job):
+        return None  # running, or just finished: its own event carries it on
     return after_filter(workflow, job, stage) if job_stage == "filter" \
         else finish(workflow, job, stage)
 
