@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from shared import kube
 from shared import workflow as wf
@@ -251,11 +250,11 @@ def test_transient_or_permanent(status, transient):
 
 
 def test_api_errors_keep_the_status_reason():
-    error = client.ApiException(status=409, reason="Conflict")
-    error.body = '{"kind":"Status","reason":"AlreadyExists","message":"exists","code":409}'
-    converted = kube._error(error, "create configmaps")
+    body = '{"kind":"Status","reason":"AlreadyExists","message":"exists","code":409}'
+    converted = kube._error(409, body, "Conflict", "create configmaps")
     assert isinstance(converted, Conflict)
     assert (converted.status, converted.reason) == (409, "AlreadyExists")
     assert "exists" in str(converted)
-    plain = kube._error(client.ApiException(status=500, reason="boom"), "get jobs")
+    plain = kube._error(500, b"not json", "boom", "get jobs")
     assert type(plain) is KubeError and plain.status == 500 and plain.transient
+    assert "boom" in str(plain)
