@@ -12,9 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
+from devstack.testing import wait_until
 from shared import workflow as wf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,18 +33,6 @@ def c2d_command() -> list[str]:
     """The installed console script, else the module (same code either way)."""
     script = Path(sys.executable).with_name("c2d")
     return [str(script)] if script.exists() else [sys.executable, "-m", "devstack.cli"]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class C2D:
@@ -169,11 +156,11 @@ class EmbeddedStack:
             found = self.get(name)
             return found if wf.is_final(found) else None
 
-        return wait_until(final, timeout, f"workflow {name} to finish")
+        return wait_until(final, timeout, what=f"workflow {name} to finish")
 
     def wait_code(self, name: str, code: int, timeout: float = 30) -> dict:
         return wait_until(lambda: code in self.recorder.codes(name), timeout,
-                          f"workflow {name} to reach status {code}")
+                          what=f"workflow {name} to reach status {code}")
 
 
 def results_of(workflow: dict, kind: str | None = None) -> list[dict]:

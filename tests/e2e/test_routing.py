@@ -97,6 +97,6 @@ def test_editing_a_trigger_filter_changes_the_routing(stack: EmbeddedStack, mani
     name = submit(stack, "rerouted")
 
     assert wf.status(stack.wait_final(name, timeout=60))["phase"] == "Succeeded"
-    events = wait_until(lambda: spied(receiver, name), 10, f"spied events about {name}")
+    events = wait_until(lambda: spied(receiver, name), 10, what=f"spied events about {name}")
     assert {h["ce-type"] for h in events} == {"dev.knative.apiserver.resource.update"}
     assert {h["ce-name"] for h in events} == {f"{name}-configure"}

@@ -67,7 +67,7 @@ def test_hello_counts_the_lines_and_notifies_with_valid_signatures(
     for kind in ("start", "stop"):
         posts = wait_until(lambda k=kind: [p for p in receiver.posts(f"/{k}")
                                            if p[2]["jobId"] == name], 20,
-                           f"the {kind} notification of {name}")
+                           what=f"the {kind} notification of {name}")
         assert len(posts) == 1, f"{kind} notification sent {len(posts)} times"
         payload = posts[0][2]
         assert payload["secret"] == "hello-secret"
@@ -141,7 +141,8 @@ def test_stop_request_mid_run(stack: EmbeddedStack) -> None:
     name = stack.submit(path)
     stack.wait_code(name, wf.RUNNING)
     # "sleeping" in the pod's log: the algorithm really runs when the stop arrives.
-    wait_until(lambda: "sleeping" in stack.c2d("logs", name).stdout, 20, "the algorithm's log")
+    wait_until(lambda: "sleeping" in stack.c2d("logs", name).stdout, 20,
+               what="the algorithm's log")
 
     stopped = stack.c2d("stop", name)
     assert stopped.returncode == 0, stopped.stderr
