@@ -96,7 +96,7 @@ def stop(workflow: dict, stage: Stage) -> CloudEvent | None:
     if wf.status_code(current) in (wf.PROVISIONED, wf.RUNNING) \
             and wf.status(current).get("stopReason") == "StopRequested":
         stage.kube.delete("Job", wf.namespace(current), wf.names(current).job("algorithm"),
-                          propagation="Foreground")
+                          propagation="Background")
     if written is None:
         return None
     if wf.is_final(written):  # stopped while queued: nothing ran, nothing to publish
