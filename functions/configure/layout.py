@@ -6,12 +6,12 @@ pod-configuration does and as the `DIDS` variable of the algorithm pod lists the
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.configure.podio import read_workflow_file
 from shared import workflow as wf
 
 
@@ -141,13 +141,9 @@ def _check_algorithm(algorithm: Any) -> None:
 def load_workflow(path: Path) -> dict[str, Any]:
     """The workflow file, checked: one stage with inputs, an algorithm and an output."""
     try:
-        workflow = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WorkflowError(f"workflow file {path} not found (set WORKFLOW)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise WorkflowError(f"workflow file {path} cannot be read: {error}") from None
+        workflow = read_workflow_file(path)
     except ValueError as error:
-        raise WorkflowError(f"workflow file {path} is not JSON: {error}") from None
+        raise WorkflowError(str(error)) from None
     if not isinstance(workflow, dict):
         raise WorkflowError(f"workflow file {path} must hold a JSON object")
     stages = workflow.get("stages")

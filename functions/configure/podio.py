@@ -84,3 +84,15 @@ def write_termination(message: dict[str, Any]) -> None:
         path.write_text(fit_message(message), encoding="utf-8")
     except OSError as error:
         print(f"cannot write the termination message to {path}: {error}", file=sys.stderr)
+
+
+def read_workflow_file(path: Path) -> Any:
+    """The JSON in the workflow file; ValueError with a clear message when unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"workflow file {path} not found (set WORKFLOW)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"workflow file {path} cannot be read: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"workflow file {path} is not JSON: {error}") from None

@@ -23,6 +23,7 @@ from typing import Any
 from functions.configure.podio import (
     TERMINATION_LIMIT,
     close_logging,
+    read_workflow_file,
     setup_logging,
     write_termination,
 )
@@ -52,11 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def read_workflow(path: Path) -> tuple[str, dict[str, Any]]:
     """(job id, the stage's `output` object) from the workflow file."""
     try:
-        workflow = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PublishError(f"workflow file {path} not found (set WORKFLOW)") from None
-    except (OSError, ValueError) as error:
-        raise PublishError(f"workflow file {path} cannot be read as JSON: {error}") from None
+        workflow = read_workflow_file(path)
+    except ValueError as error:
+        raise PublishError(str(error)) from None
     if not isinstance(workflow, dict):
         raise PublishError(f"workflow file {path} must hold a JSON object")
     job_id = os.environ.get("JOB_ID") or workflow.get("jobId")
