@@ -52,27 +52,45 @@ class Stage:
         return self.workflow(ref.namespace, ref.name)
 
     def job_event(self, event: CloudEvent) -> tuple[dict, dict, str] | None:
-        """From a Job's ApiServerSource event: the Job, its Workflow (fresh) and its stage.
+        """From a finished Job's ApiServerSource event: the Job, its Workflow (fresh), its stage.
 
-        None for a Job the engine did not name, or whose Workflow is gone.
+        None, without a call to the API, for a Job still running (most of a Job's
+        updates: every stage acts only on the finished ones) or one the engine did
+        not name; None too when its Workflow is gone.
         """
         job = events.resource_event(event).object
         owner = wf.job_stage(job["metadata"]["name"])
-        if owner is None:
+        if owner is None or jobs.finished(job) is None:
             return None
         workflow = self.workflow(job["metadata"].get("namespace", "default"), owner[0])
         return (job, workflow, owner[1]) if workflow else None
 
-    def workflows(self) -> list[dict]:
-        """Every Workflow in the engine's namespace, oldest first."""
-        found = self.kube.list("Workflow", self.settings.namespace)
+    def workflows(self, phase: str | None = None) -> list[dict]:
+        """The Workflows of the engine's namespace (those in `phase` when given), oldest first.
+
+        The phase is a field selector (the CRD's `selectableFields`); a cluster
+        older than 1.31 refuses it with 400, and then the full list is filtered here.
+        """
+        namespace = self.settings.namespace
+        try:
+            found = self.kube.list("Workflow", namespace,
+                                   field_selector=f"status.phase={phase}" if phase else None)
+        except KubeError as error:
+            if not phase or error.status != 400:
+                raise
+            found = [w for w in self.kube.list("Workflow", namespace)
+                     if wf.status(w).get("phase") == phase]
         return sorted(found, key=lambda w: (w["metadata"].get("creationTimestamp", ""),
                                             w["metadata"]["name"]))
 
     def update_status(self, workflow: dict, change: Callable[[dict], dict | None]) -> dict | None:
-        """Compare-and-set `change(workflow) -> new status | None`; the object if written."""
+        """Compare-and-set `change(workflow) -> new status | None`; the object if written.
+
+        `workflow` itself is tried first (handlers hold a copy read moments ago), which
+        saves a read; a stale copy costs a conflict and a fresh read.
+        """
         return self.kube.update_status("Workflow", wf.namespace(workflow), wf.name(workflow),
-                                       change)
+                                       change, known=workflow)
 
     def create_all(self, objects: Iterable[dict]) -> None:
         """Create each object unless it exists (a retried step creates nothing new)."""

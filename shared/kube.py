@@ -153,8 +153,10 @@ class Kube:
                 return None
             raise
 
-    def list(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict]:
-        found = self._call(KINDS[kind], "list", namespace, labelSelector=label_selector)
+    def list(self, kind: str, namespace: str, label_selector: str | None = None,
+             field_selector: str | None = None) -> list[dict]:
+        found = self._call(KINDS[kind], "list", namespace, labelSelector=label_selector,
+                           fieldSelector=field_selector)
         return found.get("items", [])
 
     def create(self, obj: dict) -> dict:
@@ -203,30 +205,39 @@ class Kube:
     # ------------------------------------------------------------ compare-and-set
 
     def update_status(self, kind: str, namespace: str, name: str,
-                      change: Callable[[dict], dict | None], attempts: int = 10) -> dict | None:
+                      change: Callable[[dict], dict | None], attempts: int = 10,
+                      known: dict | None = None) -> dict | None:
         """Apply a pure `change(object) -> new status | None` with compare-and-set.
 
         Reads the object, asks `change` for its new status (None: nothing to do),
         writes it with the read resourceVersion, and on 409 starts again from a
-        fresh read. Returns the object as written; None when nothing was written
-        (`change` said so, or the object does not exist).
+        fresh read. `known`, a copy the caller read moments ago, stands in for the
+        first read: when it is stale the write conflicts and a fresh read follows.
+        Returns the object as written; None when nothing was written (`change`
+        said so, or the object does not exist).
         """
-        return self._compare_and_set(kind, namespace, name, change, "status", attempts)
+        return self._compare_and_set(kind, namespace, name, change, "status", attempts, known)
 
     def update(self, kind: str, namespace: str, name: str,
-               change: Callable[[dict], dict | None], attempts: int = 10) -> dict | None:
+               change: Callable[[dict], dict | None], attempts: int = 10,
+               known: dict | None = None) -> dict | None:
         """Like update_status for a whole object: `change` returns the new object."""
-        return self._compare_and_set(kind, namespace, name, change, "", attempts)
+        return self._compare_and_set(kind, namespace, name, change, "", attempts, known)
 
     def _compare_and_set(self, kind: str, namespace: str, name: str,
                          change: Callable[[dict], dict | None], subresource: str,
-                         attempts: int) -> dict | None:
+                         attempts: int, known: dict | None) -> dict | None:
+        # Without a resourceVersion a PUT is not a compare-and-set: such a copy is not used.
+        if known is not None and not known.get("metadata", {}).get("resourceVersion"):
+            known = None
         for attempt in range(attempts):
-            current = self.get(kind, namespace, name)
+            current = known if attempt == 0 and known else self.get(kind, namespace, name)
             if current is None:
                 return None
             new = change(current)
             if new is None:
+                if current is known:  # `known` may be stale: decide on a fresh read
+                    continue
                 return None
             body = {**current, "status": new} if subresource == "status" else new
             try:

@@ -74,6 +74,7 @@ TRANSITIONS: dict[int, set[int]] = {
     UPLOAD_FAILED: set(),
     FINISHED: set(),
 }
+QUEUED_PHASE = "Queued"
 FINAL_PHASES = ("Succeeded", "Failed", "Stopped")
 
 # The algorithm stage's result, set once: True on success, else False with a reason.
@@ -375,7 +376,7 @@ def _validate_algorithm(errors: list[str], algorithm: dict, path: str) -> None:
 
 def phase_for(code: int) -> str:
     """The phase a non-final code implies."""
-    return "Queued" if code == QUEUED else "Running"
+    return QUEUED_PHASE if code == QUEUED else "Running"
 
 
 def transition(current: dict, code: int, **fields: Any) -> dict:

@@ -80,7 +80,8 @@ class API:
 
     def _matcher(self, rt: ResourceType, labels: str | None,
                  fields: str | None) -> Callable[[Obj], bool] | None:
-        return combine(label_matcher(labels), field_matcher(fields, rt.kind, rt.custom))
+        return combine(label_matcher(labels), field_matcher(fields, rt.kind, rt.custom,
+                                                             rt.selectable))
 
     # ------------------------------------------------------------------ create
 

@@ -35,6 +35,7 @@ class ResourceType:
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     columns: tuple[Column, ...] = ()
     custom: bool = False
+    selectable: tuple[str, ...] = ()  # field selector paths (`selectableFields`)
 
     @property
     def api_version(self) -> str:
@@ -99,6 +100,9 @@ def from_crd(crd: dict[str, Any]) -> list[ResourceType]:
                    int(c.get("priority", 0)), c.get("format", ""))
             for c in version.get("additionalPrinterColumns") or ())
         schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        # `.status.phase` in the CRD is `status.phase` in a field selector.
+        selectable = tuple(f["jsonPath"].lstrip(".")
+                           for f in version.get("selectableFields") or ())
         out.append(ResourceType(
             spec["group"], version["name"], names["kind"], names["plural"],
             spec.get("scope", "Namespaced") == "Namespaced",
@@ -106,7 +110,7 @@ def from_crd(crd: dict[str, Any]) -> list[ResourceType]:
             status_subresource="status" in subresources, generation=True,
             subresources=tuple(s for s in ("status", "scale") if s in subresources),
             categories=tuple(names.get("categories") or ()),
-            schema=schema, columns=columns, custom=True))
+            schema=schema, columns=columns, custom=True, selectable=selectable))
     return out
 
 

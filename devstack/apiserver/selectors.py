@@ -111,10 +111,12 @@ def _field_value(obj: Obj, path: str) -> str:
     return str(cur).lower() if isinstance(cur, bool) else str(cur)
 
 
-def field_matcher(selector: str | None, kind: str, custom: bool) -> Callable[[Obj], bool] | None:
+def field_matcher(selector: str | None, kind: str, custom: bool,
+                  selectable: tuple[str, ...] = ()) -> Callable[[Obj], bool] | None:
+    """A predicate for `selector`; `selectable` adds a custom resource's `selectableFields`."""
     if not selector or not selector.strip():
         return None
-    allowed = {"metadata.name", "metadata.namespace"} | FIELDS.get(kind, set())
+    allowed = {"metadata.name", "metadata.namespace", *selectable} | FIELDS.get(kind, set())
     reqs = []
     for term in _split(selector):
         m = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$", term)
@@ -123,8 +125,9 @@ def field_matcher(selector: str | None, kind: str, custom: bool) -> Callable[[Ob
         path, op, value = m.groups()
         if path not in allowed:
             raise bad_request(f'field label not supported: {path}' if not custom else
-                              f'"{path}" is not a known field selector: only "metadata.name", '
-                              f'"metadata.namespace"')
+                              f'"{path}" is not a known field selector: only '
+                              + ", ".join(f'"{name}"' for name in
+                                          ("metadata.name", "metadata.namespace", *selectable)))
         reqs.append((path, op == "!=", value))
 
     def match(obj: Obj) -> bool:

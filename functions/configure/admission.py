@@ -56,20 +56,35 @@ class Slots:
         self.kube = kube
         self.namespace = namespace
 
-    def current(self) -> list[str]:
+    def read(self) -> dict:
+        """The ConfigMap, created empty when missing."""
         configmap = self.kube.get("ConfigMap", self.namespace, NAME)
-        return admitted(configmap or self.kube.create_or_get(empty(self.namespace)))
+        return configmap or self.kube.create_or_get(empty(self.namespace))
+
+    def current(self) -> list[str]:
+        return admitted(self.read())
 
     def take(self, workflow: str, max_jobs: int) -> bool:
-        """True when `workflow` holds a slot after this call (taken now or before)."""
-        self.current()  # make sure the object exists
+        """True when `workflow` holds a slot after this call (taken now or before).
+
+        One read decides a full house (the common case under load): whoever frees
+        a slot next admits from the queue.
+        """
+        configmap = self.read()
+        holders = admitted(configmap)
+        if workflow in holders:
+            return True
+        if len(holders) >= max_jobs:
+            return False
         taken = self.kube.update("ConfigMap", self.namespace, NAME,
-                                 lambda cm: with_slot(cm, workflow, max_jobs))
+                                 lambda cm: with_slot(cm, workflow, max_jobs), known=configmap)
         return taken is not None or workflow in self.current()
 
-    def release(self, workflows: Iterable[str]) -> bool:
+    def release(self, workflows: Iterable[str]) -> list[str] | None:
+        """Release the slots of `workflows`; the holders left, or None when none was held."""
         names = list(workflows)
         if not names:
-            return False
-        return self.kube.update("ConfigMap", self.namespace, NAME,
-                                lambda cm: without(cm, names)) is not None
+            return None
+        written = self.kube.update("ConfigMap", self.namespace, NAME,
+                                   lambda cm: without(cm, names))
+        return admitted(written) if written is not None else None

@@ -81,14 +81,20 @@ def admit(workflow: dict, stage: Stage) -> CloudEvent | None:
         return None
     if not wf.stop_requested(workflow) and take_slot(workflow, stage):
         return start(workflow, stage)
-    stage.update_status(workflow, lambda w: decide.queued(wf.status(w)))
+    if stage.update_status(workflow, lambda w: decide.queued(wf.status(w))) is None:
+        return None
+    # A slot freed between our look and the write above was released by someone who
+    # listed the queue before this workflow joined it: look once more, after the write.
+    slots = admission.Slots(stage.kube, wf.namespace(workflow))
+    if len(slots.current()) < stage.settings.max_jobs:
+        return admit_queued(stage, wf.namespace(workflow))
     return None
 
 
 def admit_queued(stage: Stage, namespace: str) -> CloudEvent | None:
     """Start queued workflows, oldest first, while slots are free; reply for the first."""
     first = None
-    for workflow in stage.workflows():
+    for workflow in stage.workflows(wf.QUEUED_PHASE):
         if wf.namespace(workflow) != namespace or wf.status_code(workflow) != wf.QUEUED \
                 or wf.stop_requested(workflow):
             continue
@@ -148,11 +154,13 @@ def publish_environment(stage: Stage) -> dict:
     """Keep c2d-environment current; returns the announcement."""
     current = current_environment(stage)
     wanted = environment.configmap(stage.settings, current)
-    existing = stage.kube.create_or_get(wanted)
+    namespace = stage.settings.namespace
+    existing = stage.kube.get("ConfigMap", namespace, environment.CONFIGMAP) \
+        or stage.kube.create_or_get(wanted)
     if existing.get("data") != wanted["data"]:
-        stage.kube.update("ConfigMap", stage.settings.namespace, environment.CONFIGMAP,
+        stage.kube.update("ConfigMap", namespace, environment.CONFIGMAP,
                           lambda cm: {**cm, "data": wanted["data"]}
-                          if cm.get("data") != wanted["data"] else None)
+                          if cm.get("data") != wanted["data"] else None, known=existing)
     return current
 
 

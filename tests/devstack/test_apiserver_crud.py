@@ -219,6 +219,26 @@ def test_field_selectors(core: client.CoreV1Api) -> None:
     assert err.value.status == 400
 
 
+def test_a_crds_selectable_fields_are_field_selectors(custom: client.CustomObjectsApi) -> None:
+    args = ("oceanprotocol.com", "v1alpha1", "default", "workflows")
+    for name, phase in (("sel-queued", "Queued"), ("sel-running", "Running"), ("sel-new", None)):
+        custom.create_namespaced_custom_object(*args, workflow_manifest(name))
+        if phase:
+            custom.patch_namespaced_custom_object_status(*args, name, {"status": {
+                "statusCode": 1, "statusText": "Warming up", "phase": phase}})
+
+    def names(selector: str) -> list[str]:
+        listed = custom.list_namespaced_custom_object(*args, field_selector=selector)["items"]
+        return sorted(w["metadata"]["name"] for w in listed
+                      if w["metadata"]["name"].startswith("sel-"))
+    assert names("status.phase=Queued") == ["sel-queued"]
+    assert names("status.phase!=Queued") == ["sel-new", "sel-running"]
+    assert names("status.phase=") == ["sel-new"]  # an absent field selects as ""
+    with pytest.raises(ApiException) as err:
+        custom.list_namespaced_custom_object(*args, field_selector="status.statusText=x")
+    assert err.value.status == 400 and 'status.phase' in json.loads(err.value.body)["message"]
+
+
 def _causes(err: ApiException) -> list[str]:
     body = json.loads(err.body)
     assert body["kind"] == "Status" and body["code"] == err.status

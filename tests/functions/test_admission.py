@@ -1,18 +1,26 @@
-"""maxJobs holds with two configure instances admitting concurrently; all finish."""
+"""maxJobs holds with two configure instances admitting concurrently; all finish; a slot
+freed while a workflow is being queued does not stay idle."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client
 
 from devstack.cluster import EmbeddedCluster
 from functions.configure import admission
-from shared import settings
+from functions.configure import app as configure
+from shared import events, settings
 from shared import workflow as wf
-from shared.kube import Kube
+from shared.app import Stage
+from shared.kube import Kube, api_client
 from tests.functions.conftest import environment
 from tests.functions.harness import Functions, Relay, finished, resource_event
+from tests.unit.helpers import make_workflow as workflow_body
 
 ADMITTED = range(wf.CONFIGURING, wf.FINISHED)  # 20..62: holding a slot
 
@@ -64,3 +72,43 @@ def test_max_jobs_two_instances(cluster: EmbeddedCluster, kube: Kube, make_workf
     statuses = [kube.get("Workflow", "default", n)["status"] for n in names]
     assert all(s["phase"] == "Succeeded" for s in statuses), statuses
     assert any(s.get("dateCreated") != s.get("dateStarted") for s in statuses)
+
+
+class ReleasedBehindOurBack(Kube):
+    """Frees `holder`'s slot just after a Workflow is written Queued: the releaser listed
+    the queue a moment before, so it cannot have seen that workflow."""
+
+    def __init__(self, *args: Any, holder: str, namespace: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.holder, self.namespace = holder, namespace
+
+    def replace(self, obj: dict, subresource: str = "") -> dict:
+        written = super().replace(obj, subresource)
+        if obj["kind"] == "Workflow" and wf.status(written).get("phase") == wf.QUEUED_PHASE:
+            admission.Slots(self, self.namespace).release([self.holder])
+        return written
+
+
+def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, kube: Kube,
+                                                      receiver, tmp_path):
+    namespace = "admission-race"
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespace({"metadata": {"name": namespace}})
+    config = settings.load(environment(tmp_path, receiver, maxJobs="1",
+                                       C2D_NAMESPACE=namespace))
+    holders = admission.Slots(kube, namespace)
+    kube.update("ConfigMap", namespace, admission.NAME,
+                lambda cm: admission.with_slot(cm, "holder", 1), known=holders.read())
+    body = workflow_body(name="late-queued", namespace=namespace)
+    for field in ("uid", "resourceVersion"):
+        del body["metadata"][field]
+    workflow = kube.create(body)
+    racing = ReleasedBehindOurBack(api_client(str(cluster.kubeconfig)),
+                                   holder="holder", namespace=namespace)
+    stage = Stage("configure", config, racing, logging.getLogger("test"))
+
+    reply = configure.admit(workflow, stage)
+
+    assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
+    assert holders.current() == ["late-queued"]
+    assert kube.get("Job", namespace, "late-queued-configure") is not None

@@ -169,6 +169,48 @@ def test_racing_writers_lose_no_update(server):
         w * 100 + n for w in range(writers) for n in range(rounds))
 
 
+def test_a_known_copy_saves_the_read_and_a_stale_one_costs_a_fresh_read(server, k):
+    created = new_workflow(k, "known-1")
+    seen: list[str] = []
+
+    def started(obj: dict) -> dict:
+        seen.append(obj["metadata"]["resourceVersion"])
+        return wf.transition(wf.status(obj), wf.STARTED)
+
+    first = k.update_status("Workflow", NAMESPACE, "known-1", started, known=created)
+    assert seen == [created["metadata"]["resourceVersion"]]  # no read before the write
+    assert first["status"]["statusCode"] == wf.STARTED
+
+    seen.clear()  # `created` is stale now: its write conflicts, a fresh read follows
+    second = k.update_status("Workflow", NAMESPACE, "known-1",
+                             lambda obj: started(obj) | {"message": "again"}, known=created)
+    assert seen == [created["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"]]
+    assert second["status"]["message"] == "again"
+
+
+def test_a_stale_known_copy_that_needs_nothing_is_checked_against_a_fresh_read(server, k):
+    created = new_workflow(k, "known-2")
+    k.update_status("Workflow", NAMESPACE, "known-2",
+                    lambda obj: {**wf.status(obj), "message": "set elsewhere"})
+    written = k.update_status(
+        "Workflow", NAMESPACE, "known-2", known=created,
+        change=lambda obj: {**wf.status(obj), "message": "cleared"}
+        if wf.status(obj).get("message") else None)
+    assert written is not None and written["status"]["message"] == "cleared"
+
+
+def test_a_copy_without_resource_version_is_never_written_blindly(server, k):
+    new_workflow(k, "known-3")
+    k.update_status("Workflow", NAMESPACE, "known-3",
+                    lambda obj: {**wf.status(obj), "message": "first"})
+    blind = {**make_workflow(name="known-3", namespace=NAMESPACE)}
+    blind["metadata"] = {k_: v for k_, v in blind["metadata"].items() if k_ != "resourceVersion"}
+    written = k.update_status("Workflow", NAMESPACE, "known-3", known=blind,
+                              change=lambda obj: {**wf.status(obj), "message":
+                                                  f"after {wf.status(obj).get('message')}"})
+    assert written["status"]["message"] == "after first"  # decided on the stored object
+
+
 def test_endless_conflicts_end_in_conflict(server, k):
     other = Kube(kube.api_client(str(server[1])))
     new_workflow(k, "race-3")
