@@ -11,7 +11,7 @@ from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
 from devstack.eventing.apiserversource import ApiServerSource
-from devstack.eventing.broker import Broker
+from devstack.eventing.broker import Broker, LocalSender
 from devstack.eventing.delivery import Response, resolve_destination
 from devstack.eventing.manifests import (
     DEFAULT_MANIFESTS_DIR,
@@ -35,6 +35,7 @@ class Eventing:
     apiserver_sources: list[ApiServerSource] = field(default_factory=list)
     ping_sources: list[PingSource] = field(default_factory=list)
     api_client: ApiClient | None = None
+    sender: LocalSender | None = None
 
     @property
     def broker_url(self) -> str:
@@ -51,6 +52,8 @@ class Eventing:
         for source in [*self.ping_sources, *self.apiserver_sources]:
             source.stop()
         self.broker.stop()
+        if self.sender is not None:
+            self.sender.close()
         if self.api_client is not None:
             self.api_client.close()
 
@@ -82,6 +85,8 @@ def start_eventing(
     manifests = load_manifests(manifests_dir)
     broker = Broker(manifests_dir, services, broker_name, namespace, port=broker_port).start()
     eventing = Eventing(broker)
+    # Sources sending to this Broker hand it their events in-process (LocalSender).
+    sender = eventing.sender = LocalSender(broker)
     addressables = {"Service": services, "Broker": {broker_name: broker.url}}
     try:
         api_sources = _in_namespace(select(manifests, "ApiServerSource", SOURCES_GROUP),
@@ -90,7 +95,7 @@ def start_eventing(
             eventing.api_client = new_client_from_config(config_file=str(kubeconfig))
             for manifest in api_sources:
                 source = ApiServerSource(manifest, _sink(manifest, addressables),
-                                         eventing.api_client, namespace)
+                                         eventing.api_client, namespace, sender=sender)
                 eventing.apiserver_sources.append(source.start())
             for source in eventing.apiserver_sources:
                 if not source.wait_ready(ready_timeout):
@@ -100,7 +105,8 @@ def start_eventing(
             log.warning("no kubeconfig: ApiServerSources %s not started",
                         [m.name for m in api_sources])
         for manifest in _in_namespace(select(manifests, "PingSource", SOURCES_GROUP), namespace):
-            ping = PingSource(manifest, _sink(manifest, addressables), namespace, ping_period)
+            ping = PingSource(manifest, _sink(manifest, addressables), namespace, ping_period,
+                              sender=sender)
             eventing.ping_sources.append(ping.start())
     except BaseException:
         eventing.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import urllib3
 
-from devstack.eventing.broker import Broker
+from devstack.eventing.broker import Broker, LocalSender
 from devstack.eventing.events import make_event, to_http
 from devstack.eventing.manifests import ManifestError
 
@@ -35,16 +35,18 @@ def manifests(tmp_path: Path) -> Path:
     return tmp_path / "knative"
 
 
-def start_broker(manifests: Path, services: dict[str, str]) -> Broker:
-    return Broker(manifests, services=services).start()
+def start_broker(manifests: Path, services: dict[str, str],
+                 recheck_seconds: float = 0.0) -> Broker:
+    """A Broker that looks at its manifests on every event unless told otherwise."""
+    return Broker(manifests, services=services, recheck_seconds=recheck_seconds).start()
 
 
 @pytest.fixture
 def broker_factory():
     brokers: list[Broker] = []
 
-    def make(manifests: Path, services: dict[str, str]) -> Broker:
-        brokers.append(start_broker(manifests, services))
+    def make(manifests: Path, services: dict[str, str], recheck_seconds: float = 0.0) -> Broker:
+        brokers.append(start_broker(manifests, services, recheck_seconds))
         return brokers[-1]
 
     yield make
@@ -307,6 +309,30 @@ def test_changing_a_trigger_manifest_changes_routing(manifests, subscriber_facto
     assert (len(a.received), len(b.received)) == (1, 1)
 
 
+def test_manifests_are_not_looked_at_again_within_the_recheck_period(
+        manifests, subscriber_factory, broker_factory) -> None:
+    a, b = subscriber_factory(), subscriber_factory()
+    write_manifests(manifests, trigger("t", service="a"))
+    broker = broker_factory(manifests, {"a": a.url, "b": b.url}, recheck_seconds=3600)
+    write_manifests(manifests, trigger("t", service="b"))
+    broker.ingest(event())
+    a.wait_for(1)
+    assert broker.wait_idle(5) and not b.received
+
+
+def test_a_manifest_edit_is_picked_up_after_the_recheck_period(
+        manifests, subscriber_factory, broker_factory) -> None:
+    a, b = subscriber_factory(), subscriber_factory()
+    write_manifests(manifests, trigger("t", service="a"))
+    broker = broker_factory(manifests, {"a": a.url, "b": b.url}, recheck_seconds=0.2)
+    write_manifests(manifests, trigger("t", service="b"))
+    deadline = time.monotonic() + 10
+    while not b.received:
+        assert time.monotonic() < deadline, "the edit was never picked up"
+        broker.ingest(event())
+        assert broker.wait_idle(5)
+
+
 def test_a_bad_manifest_edit_keeps_the_previous_routing(manifests, subscriber_factory,
                                                         broker_factory) -> None:
     a = subscriber_factory()
@@ -424,3 +450,21 @@ def test_latency_event_in_to_subscriber(manifests, subscriber_factory, broker_fa
         fn.wait_for(i + 1)
         latencies.append(arrived[i] - sent)
     assert statistics.median(latencies) < 0.05, latencies
+
+
+def test_a_local_sender_hands_the_brokers_events_to_it_in_process(
+        manifests, subscriber_factory, broker_factory) -> None:
+    a = subscriber_factory()
+    write_manifests(manifests, trigger("t", service="a"))
+    broker = broker_factory(manifests, {"a": a.url})
+    sender = LocalSender(broker)
+    broker._server.shutdown()  # no HTTP ingress any more: only ingest() can accept it
+    broker._server.server_close()
+
+    assert sender.send(broker.url, event()).status == 202
+    a.wait_for(1)
+    assert broker.counters["accepted"] == 1
+    direct = sender.send(a.url, event())  # any other URL: over HTTP, as a Sender does
+    assert direct.status is not None and 200 <= direct.status < 300
+    a.wait_for(2)
+    sender.close()
