@@ -238,7 +238,7 @@ def _engine_figures(raw: dict[str, Any], args: argparse.Namespace) -> list[Figur
         if cpu:
             count = raw[run_name]["workflows"]
             figures.append(Figure(
-                "3 throughput", f"  CPU s per workflow, {label}: stack process", "s",
+                "3 throughput", f"  CPU s per workflow, {label}: stack processes", "s",
                 value=cpu["harness"] / count,
                 note=f"functions {cpu['functions'] / count:.2f} s, "
                      f"pods and others {cpu['rest'] / count:.2f} s"))

@@ -10,7 +10,9 @@ Layout of ``workdir``: ``kubeconfig``, ``logs/<ns>/<pod>/<container>.log`` (pod
 logs, served by the API server), ``volumes/<ns>/<claim>/`` (one folder per
 PersistentVolumeClaim), ``pods/<uid>/`` (emptyDir, configMap and secret
 volumes of running pods), and with ``persist=True`` ``store/`` (the API
-objects, so that a restarted cluster keeps them).
+objects, so that a restarted cluster keeps them). With ``apiserver_process=True``
+the API server runs as a child process (its log: ``apiserver.log``) instead of
+threads of this one; the stack runs it so.
 
 The controllers reach the API server only over HTTP with the official client,
 through the kubeconfig written here, as they would on a real cluster.
@@ -21,10 +23,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from kubernetes import client, config
 
 from devstack.apiserver import APIServer
+from devstack.apiserver.process import APIServerProcess
 from devstack.jobcontroller import JobController
 from devstack.kubeconfig import write_kubeconfig
 from devstack.kubelet import Kubelet
@@ -46,6 +50,7 @@ class EmbeddedCluster:
         kubelet_mode: str | None = None,
         job_retry_backoff: float = 0.0,
         namespace: str = "default",
+        apiserver_process: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.crd_files = list(DEFAULT_CRDS if crd_files is None else crd_files)
@@ -57,8 +62,9 @@ class EmbeddedCluster:
         self.url = ""
         self._kubelet_mode = kubelet_mode
         self._job_retry_backoff = job_retry_backoff
+        self._apiserver_process = apiserver_process
         self._clients: list[client.ApiClient] = []
-        self.apiserver: APIServer | None = None
+        self.apiserver: APIServer | APIServerProcess | None = None
         self.jobs: JobController | None = None
         self.kubelet: Kubelet | None = None
 
@@ -79,13 +85,12 @@ class EmbeddedCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         try:
-            self.apiserver = APIServer(
-                crd_files=self.crd_files,
-                data_dir=self.workdir / "store" if self.persist else None,
-                log_dir=self.log_dir,
-                host="127.0.0.1",
-                port=0,
-            )
+            common: dict[str, Any] = {
+                "crd_files": self.crd_files, "log_dir": self.log_dir, "host": "127.0.0.1",
+                "port": 0, "data_dir": self.workdir / "store" if self.persist else None}
+            self.apiserver = (
+                APIServerProcess(**common, log_path=self.workdir / "apiserver.log")
+                if self._apiserver_process else APIServer(**common))
             self.url = self.apiserver.start()
             write_kubeconfig(self.url, self.kubeconfig, namespace=self.namespace)
             self.kubelet = Kubelet(

@@ -7,7 +7,8 @@
 
 Started in this order, stopped in reverse:
 
-1. an :class:`~devstack.cluster.EmbeddedCluster` (API server, Job controller, kubelet);
+1. an :class:`~devstack.cluster.EmbeddedCluster` (API server in a child process, Job
+   controller, kubelet);
 2. the engine's namespace (``C2D_NAMESPACE``) and the ``c2d-secrets`` Secret, made from
    the environment's ``OPERATOR_PRIVATE_KEY`` / ``AWS_*`` / ``IPFS_API_*`` keys;
 3. the four functions (``c2d-configure``, ``c2d-algorithm``, ``c2d-publish``,
@@ -282,7 +283,7 @@ class Stack:
             self.data = DataServer(self.data_root)
             self.cluster = EmbeddedCluster(self.workdir, persist=self.persist,
                                            kubelet_mode=self.kubelet_mode,
-                                           namespace=self.namespace)
+                                           namespace=self.namespace, apiserver_process=True)
             self.cluster.start()
             self._prepare_namespace()
             self._start_functions()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crd", type=Path, action="append", default=[],
                         help="CRD file to apply at start (repeatable)")
     parser.add_argument("--kubeconfig", type=Path, help="also write a kubeconfig here")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true",
+                        help="stop when standard input closes (a parent that started it died)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = APIServer(crd_files=args.crd, data_dir=args.data_dir, log_dir=args.log_dir,
@@ -29,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=_set_at_eof, args=(done,), name="stdin-watch",
+                         daemon=True).start()
     url = server.start()
     if args.kubeconfig:
         from devstack.kubeconfig import write_kubeconfig
@@ -37,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     done.wait()
     server.stop()
     return 0
+
+
+def _set_at_eof(done: threading.Event) -> None:
+    while sys.stdin.buffer.read(4096):
+        pass
+    done.set()
 
 
 if __name__ == "__main__":
