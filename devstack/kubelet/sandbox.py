@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ BWRAP = "bwrap"
 REWRITE = "rewrite"
 
 _PR_SET_PDEATHSIG = 1
+CONTAINER_NICE = 10
 # Host top-level entries the sandbox provides itself.
 _PRIVATE = {"proc", "dev", "tmp"}
 
@@ -189,7 +191,7 @@ class ContainerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if kill_with_parent else None,  # noqa: PLW1509
+                preexec_fn=partial(_in_child, kill_with_parent),  # noqa: PLW1509
             )
         self.pid = self.popen.pid
         self._sandboxed = os.path.basename(argv[0]) == BWRAP
@@ -245,10 +247,33 @@ class ContainerProcess:
             time.sleep(0.01)  # the kernel is tearing the PID namespace down
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the thread that started it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _in_child(kill_with_parent: bool) -> None:
+    """In the child before exec (its new session exists): lower its CPU priority and,
+    when asked, SIGKILL it when the thread that started it dies."""
+    _lower_priority()
+    if kill_with_parent:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _lower_priority() -> None:
+    """Containers run CONTAINER_NICE steps below the kubelet's priority.
+
+    On a real node the control plane does not share the pods' CPUs; here it does, and
+    a pod burst made every API call and event wait. Where the kernel groups each
+    session for scheduling (autogroup), a process's nice only counts inside its
+    group, so the group's own nice is set as well. Best effort: a kernel without
+    either leaves the container at normal priority.
+    """
+    try:
+        os.nice(CONTAINER_NICE)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(CONTAINER_NICE))  # the stack's own group stays at 0
+    except OSError:
+        pass
 
 
 def _signal(pid: int, sig: int) -> None:

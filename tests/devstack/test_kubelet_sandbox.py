@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import signal
 import sys
@@ -261,3 +262,35 @@ def test_stop_right_after_start_still_reaches_the_command(tmp_path: Path) -> Non
         proc.stop(grace=30)
         assert proc.wait() == 128 + signal.SIGTERM
         assert time.monotonic() - started < 5
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The nice of the process's scheduling group, where the kernel has autogroups."""
+    try:
+        text = Path(f"/proc/{pid}/autogroup").read_text()  # "/autogroup-N nice K"
+    except OSError:
+        return None
+    found = re.search(r"nice\s+(-?\d+)", text)
+    return int(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("use_bwrap", [False, True], ids=["plain", "bwrap"])
+def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap) -> None:
+    if use_bwrap and sandbox.detect_mode() != sandbox.BWRAP:
+        pytest.skip("bubblewrap cannot run on this machine")
+    command = ["sh", "-c", "sleep 300 & wait"]
+    argv = bwrap_argv(command, [], None, "p") if use_bwrap else command
+    proc = ContainerProcess(argv, {"PATH": os.environ["PATH"]}, "/", tmp_path / "log")
+    try:
+        sleeper = wait_until(lambda: [p for p in psutil.Process(proc.pid).children(recursive=True)
+                                      if p.name() == "sleep"], what="the container's child")[0]
+        own = psutil.Process().nice()
+        expected = min(own + sandbox.CONTAINER_NICE, 19)
+        assert psutil.Process(proc.pid).nice() == expected
+        assert sleeper.nice() == expected  # inherited by what the container starts
+        group = autogroup_nice(sleeper.pid)
+        if group is not None and autogroup_nice(os.getpid()) is not None:
+            assert group == sandbox.CONTAINER_NICE
+    finally:
+        proc.stop(grace=0)
+        proc.wait()
