@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from benchmarks.stats import summary
+from devstack.processes import stop_by_closing_stdin
 from devstack.stack import REPO_ROOT, free_port
 
 BLOCK = os.urandom(1 << 20)
@@ -201,15 +202,7 @@ def moto_s3() -> Iterator[str]:
             raise RuntimeError(f"moto server exited with {server.wait()}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+        stop_by_closing_stdin(server)
 
 
 BOTO3_UPLOAD = """

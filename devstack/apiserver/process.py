@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from devstack.processes import stop_by_closing_stdin
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -91,12 +93,4 @@ class APIServerProcess:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_by_closing_stdin(process)
