@@ -28,6 +28,9 @@ class APIServerProcessError(RuntimeError):
 
 
 class APIServerProcess:
+    """``python -m devstack.apiserver`` with APIServer's arguments; its log goes to
+    ``log_path`` (nowhere without one)."""
+
     def __init__(self, crd_files: list[Path] | None = None, data_dir: Path | None = None,
                  log_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0,
                  log_path: Path | None = None, timeout: float = 30.0) -> None:

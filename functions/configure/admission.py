@@ -80,11 +80,9 @@ class Slots:
                                  lambda cm: with_slot(cm, workflow, max_jobs), known=configmap)
         return taken is not None or workflow in self.current()
 
-    def release(self, workflows: Iterable[str]) -> list[str] | None:
-        """Release the slots of `workflows`; the holders left, or None when none was held."""
+    def release(self, workflows: Iterable[str]) -> bool:
         names = list(workflows)
         if not names:
-            return None
-        written = self.kube.update("ConfigMap", self.namespace, NAME,
-                                   lambda cm: without(cm, names))
-        return admitted(written) if written is not None else None
+            return False
+        return self.kube.update("ConfigMap", self.namespace, NAME,
+                                lambda cm: without(cm, names)) is not None
