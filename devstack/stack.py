@@ -67,6 +67,8 @@ FUNCTIONS = {
 SECRET_KEYS = ("OPERATOR_PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                "IPFS_API_KEY", "IPFS_API_CLIENT")
 SERVERS = ("thread", "gunicorn")
+# As the image runs them (the Dockerfile's GUNICORN_CMD_ARGS; Knative's containerConcurrency).
+GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4
 SETTING_VARIABLES = {variable for variable, _, _ in settings_module.SPEC.values()}
 # The engine's variables are read from the environment; these are the same variables
 # the pods and functions of a cluster get from c2d-config / c2d-secrets.
@@ -129,7 +131,8 @@ class GunicornServer:
         argv = [str(gunicorn) if gunicorn.exists() else "gunicorn",
                 # four masters on one machine: no shared control socket in ~/.gunicorn
                 "--no-control-socket",
-                "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
+                "--bind", f"127.0.0.1:{port}", "--workers", str(GUNICORN_WORKERS),
+                "--threads", str(GUNICORN_THREADS),
                 "--graceful-timeout", "5", f"{module}:app"]
         with open(log_path, "ab") as out:
             self._process = subprocess.Popen(  # noqa: S603 - fixed argv

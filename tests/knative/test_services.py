@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack import stack
+
 from .manifests import FUNCTIONS, KNATIVE, REPO, SECRET_KEYS, documents, find, load_yaml
 
 DOCS = documents()
@@ -56,6 +58,12 @@ def test_service_scales_to_zero_within_bounds(fn: str):
     assert spec["containerConcurrency"] == (int(option(args, "--workers"))
                                             * int(option(args, "--threads")))
     assert int(option(args, "--timeout")) >= spec["timeoutSeconds"]
+
+
+def test_the_embedded_stack_runs_gunicorn_as_the_image_does():
+    args = gunicorn_args()
+    assert (stack.GUNICORN_WORKERS, stack.GUNICORN_THREADS) == (
+        int(option(args, "--workers")), int(option(args, "--threads")))
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
