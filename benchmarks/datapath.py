@@ -63,20 +63,32 @@ class _Source(BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def source_server(size: int) -> Iterator[str]:
-    """A dataset server on 127.0.0.1; yields its base URL."""
+def serve(size: int) -> None:
+    """In a child process: serve `size` bytes per GET until stdin closes; print the URL."""
     handler = type("Source", (_Source,), {"size": size})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    print(f"http://127.0.0.1:{server.server_port}", flush=True)
+    sys.stdin.read()
+    server.shutdown()
+
+
+@contextlib.contextmanager
+def source_server(size: int) -> Iterator[str]:
+    """A dataset server on 127.0.0.1, in its own process (in ours, it shared the
+    interpreter lock with the RSS sampler while the pod read from it); yields its URL."""
+    server = subprocess.Popen(  # noqa: S603 - our own module
+        [sys.executable, "-c", f"from benchmarks.datapath import serve; serve({int(size)})"],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        url = server.stdout.readline().decode().strip() if server.stdout else ""
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the dataset server exited with {server.wait()}")
+        yield url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        stop_by_closing_stdin(server)
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None,

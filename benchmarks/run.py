@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-jobs", type=int, default=10, help="maxJobs of the batch (10)")
     parser.add_argument("--data-mib", type=int, help="bytes through each data path, in MiB "
                         "(1024; quick 128)")
-    parser.add_argument("--repeats", type=int, help="runs of each data path side (3; quick 1)")
+    parser.add_argument("--repeats", type=int, help="runs of each data path side (5; quick 1)")
     parser.add_argument("--coldstart-samples", type=int, help="starts per function and probe "
                         "(5; quick 2)")
     parser.add_argument("--coldstart-functions",
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {"workflows": 20 if quick else 200, "sequential": 5 if quick else 30,
-                "data_mib": 128 if quick else 1024, "repeats": 1 if quick else 3,
+                "data_mib": 128 if quick else 1024, "repeats": 1 if quick else 5,
                 "coldstart_samples": 2 if quick else 5}
     for key, value in defaults.items():
         if getattr(args, key) is None:
