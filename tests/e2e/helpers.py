@@ -92,6 +92,11 @@ class Recorder:
         with self._lock:
             return [code for code, _ in self.history[name]]
 
+    def last(self, name: str) -> tuple[int, str] | None:
+        """The (statusCode, phase) seen last for workflow `name`."""
+        with self._lock:
+            return self.history[name][-1] if self.history[name] else None
+
     def stop(self) -> None:
         self._stopped.set()
         self._watch.stop()
@@ -156,7 +161,13 @@ class EmbeddedStack:
             found = self.get(name)
             return found if wf.is_final(found) else None
 
-        return wait_until(final, timeout, what=f"workflow {name} to finish")
+        found = wait_until(final, timeout, what=f"workflow {name} to finish")
+        # The recorder's watch may trail the read above by a few milliseconds.
+        status = wf.status(found)
+        last = (int(status.get("statusCode") or 0), status.get("phase") or "")
+        wait_until(lambda: self.recorder.last(name) == last, 10,
+                   what=f"the recorder to see workflow {name} finish")
+        return found
 
     def wait_code(self, name: str, code: int, timeout: float = 30) -> dict:
         return wait_until(lambda: code in self.recorder.codes(name), timeout,
