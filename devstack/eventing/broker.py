@@ -185,8 +185,9 @@ class Broker:
         # most every `recheck_seconds` (an edit in place shows only there).
         self._recheck_seconds = recheck_seconds
         self._checked_at = time.monotonic()
-        self._folder_mtime = _mtime_ns(self.manifests_dir)
-        self._signature = folder_signature(self.manifests_dir)
+        self._folder_mtime: int | None = _settled(_mtime_ns(self.manifests_dir))
+        self._signature: tuple[tuple[str, int, int], ...] | None = _settled_signature(
+            folder_signature(self.manifests_dir))
         try:
             self._triggers = self._load()
         except Exception:
@@ -239,7 +240,7 @@ class Broker:
     def reload(self) -> None:
         """Re-read the Triggers now; a bad manifest raises and keeps the old Triggers."""
         with self._reload_lock:
-            self._signature = folder_signature(self.manifests_dir)
+            self._signature = _settled_signature(folder_signature(self.manifests_dir))
             self._triggers = self._load()
 
     def _load(self) -> list[Trigger]:
@@ -251,14 +252,14 @@ class Broker:
         now, folder_mtime = time.monotonic(), _mtime_ns(self.manifests_dir)
         if folder_mtime == self._folder_mtime and now - self._checked_at < self._recheck_seconds:
             return
-        self._checked_at, self._folder_mtime = now, folder_mtime
+        self._checked_at, self._folder_mtime = now, _settled(folder_mtime)
         signature = folder_signature(self.manifests_dir)
         if signature == self._signature:
             return
         with self._reload_lock:
             if signature == self._signature:
                 return
-            self._signature = signature
+            self._signature = _settled_signature(signature)
             try:
                 self._triggers = self._load()
                 log.info("broker %s: reloaded %d triggers", self.name, len(self._triggers))
@@ -437,6 +438,21 @@ def _mtime_ns(folder: Path) -> int:
         return folder.stat().st_mtime_ns
     except OSError:
         return 0
+
+
+# File systems stamp mtimes from a coarse clock: a change in the same tick as our
+# look keeps the mtime we saw. A stamp this recent is not remembered (None never
+# matches), so the next look checks again, as git does with racy index entries.
+RACY_NS = 100_000_000
+
+
+def _settled(mtime_ns: int) -> int | None:
+    return mtime_ns if time.time_ns() - mtime_ns > RACY_NS else None
+
+
+def _settled_signature(signature: tuple[tuple[str, int, int], ...]
+                       ) -> tuple[tuple[str, int, int], ...] | None:
+    return signature if all(_settled(mtime) for _, mtime, _ in signature) else None
 
 
 class LocalSender(Sender):

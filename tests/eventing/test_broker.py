@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import statistics
 import threading
 import time
@@ -309,11 +310,36 @@ def test_changing_a_trigger_manifest_changes_routing(manifests, subscriber_facto
     assert (len(a.received), len(b.received)) == (1, 1)
 
 
+def age(folder: Path, seconds: float = 10) -> None:
+    """Stamp the folder and its files `seconds` in the past (older than a racy mtime)."""
+    past = time.time() - seconds
+    for path in [*folder.iterdir(), folder]:
+        os.utime(path, (past, past))
+
+
+def test_a_manifest_edited_in_the_same_clock_tick_as_a_look_is_still_seen(
+        manifests, subscriber_factory, broker_factory) -> None:
+    a, b = subscriber_factory(), subscriber_factory()
+    path = write_manifests(manifests, trigger("t", service="a"))
+    age(manifests)
+    broker = broker_factory(manifests, {"a": a.url, "b": b.url}, recheck_seconds=3600)
+    stamp = time.time() - 0.01  # a look at the folder, then an edit stamped the same
+    os.utime(manifests, (stamp, stamp))
+    broker.ingest(event())  # the broker looks: the folder changed, the files not yet
+    a.wait_for(1)
+    write_manifests(manifests, trigger("t", service="b"))
+    os.utime(path, (stamp, stamp))
+    os.utime(manifests, (stamp, stamp))  # what a coarse clock leaves: no visible change
+    broker.ingest(event())
+    b.wait_for(1)
+
+
 @pytest.mark.parametrize("renamed", [False, True], ids=["edited in place", "renamed into place"])
 def test_within_the_recheck_period_only_a_renamed_manifest_is_seen(
         manifests, subscriber_factory, broker_factory, renamed: bool) -> None:
     a, b = subscriber_factory(), subscriber_factory()
     write_manifests(manifests, trigger("t", service="a"))
+    age(manifests)
     broker = broker_factory(manifests, {"a": a.url, "b": b.url}, recheck_seconds=3600)
     if renamed:  # how many editors save: the folder itself changes
         written = write_manifests(manifests, trigger("t", service="b"), filename="new.tmp")
