@@ -76,8 +76,9 @@ def serve(size: int) -> None:
 
 @contextlib.contextmanager
 def source_server(size: int) -> Iterator[str]:
-    """A dataset server on 127.0.0.1, in its own process (in ours, it shared the
-    interpreter lock with the RSS sampler while the pod read from it); yields its URL."""
+    """A dataset server on 127.0.0.1 in its own process, like moto's: the harness's
+    threads (RSS sampler, output readers) do not share its interpreter lock; yields
+    its URL."""
     server = subprocess.Popen(  # noqa: S603 - our own module
         [sys.executable, "-c", f"from benchmarks.datapath import serve; serve({int(size)})"],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},

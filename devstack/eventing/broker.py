@@ -452,7 +452,8 @@ def _settled(mtime_ns: int) -> int | None:
 
 def _settled_signature(signature: tuple[tuple[str, int, int], ...]
                        ) -> tuple[tuple[str, int, int], ...] | None:
-    return signature if all(_settled(mtime) for _, mtime, _ in signature) else None
+    settled = all(_settled(mtime) is not None for _, mtime, _ in signature)
+    return signature if settled else None
 
 
 class LocalSender(Sender):
