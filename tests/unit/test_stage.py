@@ -34,7 +34,8 @@ def crd_without_selectable_fields(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module", params=["selectable", "older cluster"])
-def stage(request, tmp_path_factory) -> Iterator[Stage]:
+def cluster(request, tmp_path_factory) -> Iterator[tuple[Stage, bool]]:
+    """A configure Stage on a fresh API server, and whether its CRD has selectableFields."""
     folder = tmp_path_factory.mktemp("api")
     crd = CRD_FILE if request.param == "selectable" else crd_without_selectable_fields(folder)
     server = APIServer(crd_files=[crd], log_dir=folder)
@@ -42,15 +43,14 @@ def stage(request, tmp_path_factory) -> Iterator[Stage]:
     try:
         config = write_kubeconfig(url, folder / "kubeconfig")
         settings = load_settings({"C2D_NAMESPACE": NAMESPACE})
-        made = Stage("configure", settings, Kube(kube.api_client(str(config))),
-                     logging.getLogger("test"))
-        made.selectable = request.param == "selectable"  # type: ignore[attr-defined]
-        yield made
+        yield (Stage("configure", settings, Kube(kube.api_client(str(config))),
+                     logging.getLogger("test")), request.param == "selectable")
     finally:
         server.stop()
 
 
-def test_workflows_in_a_phase_oldest_first(stage: Stage):
+def test_workflows_in_a_phase_oldest_first(cluster: tuple[Stage, bool]):
+    stage, selectable = cluster
     for name, code in (("b-queued", wf.QUEUED), ("a-running", wf.STARTED),
                        ("c-queued", wf.QUEUED), ("d-new", None)):
         body = make_workflow(name=name, namespace=NAMESPACE)
@@ -62,13 +62,14 @@ def test_workflows_in_a_phase_oldest_first(stage: Stage):
 
     assert [wf.name(w) for w in stage.workflows(wf.QUEUED_PHASE)] == ["b-queued", "c-queued"]
     assert len(stage.workflows()) == 4
-    if not stage.selectable:  # type: ignore[attr-defined]
+    if not selectable:
         with pytest.raises(KubeError) as refused:  # what made workflows() filter by itself
             stage.kube.list("Workflow", NAMESPACE, field_selector="status.phase=Queued")
         assert refused.value.status == 400
 
 
-def test_a_running_jobs_event_is_dropped_without_calling_the_api(stage: Stage):
+def test_a_running_jobs_event_is_dropped_without_calling_the_api(cluster: tuple[Stage, bool]):
+    stage = cluster[0]
     no_calls = Stage("configure", stage.settings, Kube(stage.kube.api, permissions=set()),
                      stage.log)
     job = {"apiVersion": "batch/v1", "kind": "Job",
