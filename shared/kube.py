@@ -175,6 +175,16 @@ class Kube:
             return self.create(obj)
         return existing
 
+    def get_or_create(self, obj: dict) -> dict:
+        """The object as stored; `obj` is created first when it does not exist.
+
+        For objects that almost always exist: one read, where create_or_get
+        would try a create that conflicts first.
+        """
+        metadata = obj["metadata"]
+        return self.get(obj["kind"], metadata["namespace"], metadata["name"]) \
+            or self.create_or_get(obj)
+
     def replace(self, obj: dict, subresource: str = "") -> dict:
         """PUT `obj`; its resourceVersion makes this a compare-and-set (Conflict)."""
         kind = KINDS[obj["kind"]]

@@ -116,7 +116,8 @@ def field_matcher(selector: str | None, kind: str, custom: bool,
     """A predicate for `selector`; `selectable` adds a custom resource's `selectableFields`."""
     if not selector or not selector.strip():
         return None
-    allowed = {"metadata.name", "metadata.namespace", *selectable} | FIELDS.get(kind, set())
+    known = ("metadata.name", "metadata.namespace", *selectable)
+    allowed = set(known) | FIELDS.get(kind, set())
     reqs = []
     for term in _split(selector):
         m = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$", term)
@@ -126,8 +127,7 @@ def field_matcher(selector: str | None, kind: str, custom: bool,
         if path not in allowed:
             raise bad_request(f'field label not supported: {path}' if not custom else
                               f'"{path}" is not a known field selector: only '
-                              + ", ".join(f'"{name}"' for name in
-                                          ("metadata.name", "metadata.namespace", *selectable)))
+                              + ", ".join(f'"{name}"' for name in known))
         reqs.append((path, op == "!=", value))
 
     def match(obj: Obj) -> bool:

@@ -58,8 +58,7 @@ class Slots:
 
     def read(self) -> dict:
         """The ConfigMap, created empty when missing."""
-        configmap = self.kube.get("ConfigMap", self.namespace, NAME)
-        return configmap or self.kube.create_or_get(empty(self.namespace))
+        return self.kube.get_or_create(empty(self.namespace))
 
     def current(self) -> list[str]:
         return admitted(self.read())

@@ -154,11 +154,9 @@ def publish_environment(stage: Stage) -> dict:
     """Keep c2d-environment current; returns the announcement."""
     current = current_environment(stage)
     wanted = environment.configmap(stage.settings, current)
-    namespace = stage.settings.namespace
-    existing = stage.kube.get("ConfigMap", namespace, environment.CONFIGMAP) \
-        or stage.kube.create_or_get(wanted)
+    existing = stage.kube.get_or_create(wanted)
     if existing.get("data") != wanted["data"]:
-        stage.kube.update("ConfigMap", namespace, environment.CONFIGMAP,
+        stage.kube.update("ConfigMap", stage.settings.namespace, environment.CONFIGMAP,
                           lambda cm: {**cm, "data": wanted["data"]}
                           if cm.get("data") != wanted["data"] else None, known=existing)
     return current

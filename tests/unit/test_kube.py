@@ -13,7 +13,7 @@ from shared import kube
 from shared import workflow as wf
 from shared.kube import Conflict, Kube, KubeError, NotPermitted
 
-from .helpers import CRD_FILE, make_workflow
+from .helpers import CRD_FILE, create_workflow, make_workflow
 
 try:
     from devstack.apiserver import APIServer
@@ -41,10 +41,7 @@ def k(server) -> Kube:
 
 
 def new_workflow(k: Kube, name: str) -> dict:
-    body = make_workflow(name=name, namespace=NAMESPACE)
-    for field in ("uid", "resourceVersion"):
-        del body["metadata"][field]
-    return k.create(body)
+    return create_workflow(k, name, NAMESPACE)
 
 
 def configmap(name: str, **data: str) -> dict:
@@ -66,6 +63,14 @@ def test_create_or_get_returns_the_existing_object(k):
     assert again["metadata"]["uid"] == first["metadata"]["uid"]
     assert again["data"] == {"a": "1"}
     assert k.get("ConfigMap", NAMESPACE, "cog-1")["data"] == {"a": "1"}
+
+
+def test_get_or_create_creates_once_then_reads(k):
+    created = k.get_or_create(configmap("goc-1", a="1"))
+    assert created["metadata"]["uid"] and created["data"] == {"a": "1"}
+    again = k.get_or_create(configmap("goc-1", a="2"))
+    assert again["metadata"]["uid"] == created["metadata"]["uid"]
+    assert again["data"] == {"a": "1"}
 
 
 def test_create_or_get_of_a_workflow(k):
