@@ -20,7 +20,7 @@ from shared.app import Stage
 from shared.kube import Kube, api_client
 from tests.functions.conftest import environment
 from tests.functions.harness import Functions, Relay, finished, resource_event
-from tests.unit.helpers import make_workflow as workflow_body
+from tests.unit.helpers import create_workflow
 
 ADMITTED = range(wf.CONFIGURING, wf.FINISHED)  # 20..62: holding a slot
 
@@ -99,10 +99,7 @@ def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, 
     holders = admission.Slots(kube, namespace)
     kube.update("ConfigMap", namespace, admission.NAME,
                 lambda cm: admission.with_slot(cm, "holder", 1), known=holders.read())
-    body = workflow_body(name="late-queued", namespace=namespace)
-    for field in ("uid", "resourceVersion"):
-        del body["metadata"][field]
-    workflow = kube.create(body)
+    workflow = create_workflow(kube, "late-queued", namespace)
     racing = ReleasedBehindOurBack(api_client(str(cluster.kubeconfig)),
                                    holder="holder", namespace=namespace)
     stage = Stage("configure", config, racing, logging.getLogger("test"))

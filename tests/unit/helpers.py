@@ -74,6 +74,14 @@ def make_workflow(name: str = "wf-1", namespace: str = "c2d", **stage_overrides:
     }
 
 
+def create_workflow(kube: Any, name: str, namespace: str) -> dict:
+    """make_workflow's body created through `kube` (a shared.kube.Kube); the stored object."""
+    body = make_workflow(name=name, namespace=namespace)
+    for field in ("uid", "resourceVersion"):  # the server assigns them
+        del body["metadata"][field]
+    return kube.create(body)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> settings_module.Settings:
     return settings_module.load(dict(env or {}))
 

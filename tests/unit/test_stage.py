@@ -18,7 +18,7 @@ from shared.app import Stage
 from shared.kube import Kube, KubeError, NotPermitted
 from tests.functions.harness import resource_event
 
-from .helpers import CRD_FILE, load_settings, make_workflow
+from .helpers import CRD_FILE, create_workflow, load_settings
 
 NAMESPACE = "default"
 
@@ -53,10 +53,7 @@ def test_workflows_in_a_phase_oldest_first(cluster: tuple[Stage, bool]):
     stage, selectable = cluster
     for name, code in (("b-queued", wf.QUEUED), ("a-running", wf.STARTED),
                        ("c-queued", wf.QUEUED), ("d-new", None)):
-        body = make_workflow(name=name, namespace=NAMESPACE)
-        for field in ("uid", "resourceVersion"):
-            del body["metadata"][field]
-        created = stage.kube.create(body)
+        created = create_workflow(stage.kube, name, NAMESPACE)
         if code is not None:
             stage.update_status(created, lambda w, c=code: wf.transition(wf.status(w), c))
 
