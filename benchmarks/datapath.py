@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 
 from benchmarks.stats import summary
-from devstack.processes import stop_by_closing_stdin
+from devstack.processes import start_reporting, stop_by_closing_stdin
 from devstack.stack import REPO_ROOT, free_port
 
 BLOCK = os.urandom(1 << 20)
@@ -79,14 +79,13 @@ def source_server(size: int) -> Iterator[str]:
     """A dataset server on 127.0.0.1 in its own process, like moto's: the harness's
     threads (RSS sampler, output readers) do not share its interpreter lock; yields
     its URL."""
-    server = subprocess.Popen(  # noqa: S603 - our own module
+    server, url = start_reporting(
         [sys.executable, "-c", f"from benchmarks.datapath import serve; serve({int(size)})"],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        stderr=subprocess.DEVNULL)
     try:
-        url = server.stdout.readline().decode().strip() if server.stdout else ""
         if not url.startswith("http://"):
-            raise RuntimeError(f"the dataset server exited with {server.wait()}")
+            raise RuntimeError(f"the dataset server did not start (exit code {server.poll()})")
         yield url
     finally:
         stop_by_closing_stdin(server)
@@ -214,12 +213,11 @@ def moto_s3() -> Iterator[str]:
     """moto's ThreadedMotoServer on 127.0.0.1, in a child process (it keeps every byte in
     memory, which must not stay in the harness); yields its endpoint URL."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", MOTO_SERVER, str(port)],  # noqa: S603
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL)
+    server, line = start_reporting([sys.executable, "-c", MOTO_SERVER, str(port)],
+                                   stderr=subprocess.DEVNULL)
     try:
-        if server.stdout is None or server.stdout.readline().strip() != b"ready":
-            raise RuntimeError(f"moto server exited with {server.wait()}")
+        if line != "ready":
+            raise RuntimeError(f"moto server did not start (exit code {server.poll()})")
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_by_closing_stdin(server)

@@ -12,13 +12,11 @@ process, however this one ends (``SIGKILL`` included).
 from __future__ import annotations
 
 import os
-import selectors
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from devstack.processes import stop_by_closing_stdin
+from devstack.processes import start_reporting, stop_by_closing_stdin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,36 +58,21 @@ class APIServerProcess:
         """Start the process and wait for the URL it prints; returns it."""
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
-                self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            self._process, line = start_reporting(
+                self.argv(), self.timeout, stderr=log, cwd=REPO_ROOT,
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                 # Its own session: a Ctrl-C on the terminal stops the stack, which then
                 # stops the API server last, after the controllers that still use it.
                 start_new_session=True)
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()
-        line = self._first_line()
         if not line.startswith("http://"):
             self.stop()
             where = f"; see {self.log_path}" if self.log_path else ""
             raise APIServerProcessError(f"the API server process did not start{where}")
         self.url = line
         return self.url
-
-    def _first_line(self) -> str:
-        """The first line of the child's output, or "" when it exits or times out first."""
-        assert self._process is not None and self._process.stdout is not None
-        stdout = self._process.stdout
-        deadline = time.monotonic() + self.timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if selector.select(timeout=0.1):
-                    return stdout.readline().decode().strip()
-                if self._process.poll() is not None:
-                    return ""
-        return ""
 
     def stop(self) -> None:
         """Close its standard input (it exits), then wait; SIGKILL after 10 s."""
