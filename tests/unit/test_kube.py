@@ -3,9 +3,11 @@ client: create_or_get, compare-and-set with 409 retries, permissions, error clas
 
 from __future__ import annotations
 
+import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -305,3 +307,55 @@ def test_api_errors_keep_the_status_reason():
     plain = kube._error(500, b"not json", "boom", "get jobs")
     assert type(plain) is KubeError and plain.status == 500 and plain.transient
     assert "boom" in str(plain)
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with an empty list and keeps what it was sent."""
+
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        body = b'{"kind": "ConfigMapList", "items": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_requests_carry_the_token_and_the_selectors_as_sent(tmp_path):
+    recorder = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{recorder.server_address[1]}"
+        k = Kube(kube.api_client(str(write_kubeconfig(url, tmp_path / "config"))))
+        selector = "job-name=wf-1-configure,tier in (a b,c)"
+        assert k.list("ConfigMap", NAMESPACE, label_selector=selector) == []
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+    path, headers = _Recorder.seen[-1]
+    route, _, query = path.partition("?")
+    assert route == f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+    assert parse_qs(query) == {"labelSelector": [selector]}
+    assert headers["authorization"] == "Bearer c2d-embedded"
+
+
+def test_auth_headers_are_asked_for_again_only_every_few_seconds(monkeypatch):
+    """A kubeconfig's refresh hook re-applies the whole file: not on every call."""
+    configuration = kube.client.Configuration()
+    configuration.api_key = {"BearerToken": "first"}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    now = [1000.0]
+    monkeypatch.setattr(kube.time, "monotonic", lambda: now[0])
+    auth = kube._Auth(configuration)
+    assert auth.headers() == {"authorization": "Bearer first"}
+    configuration.api_key["BearerToken"] = "rotated"
+    now[0] += kube._Auth.REFRESH_SECONDS - 0.1
+    assert auth.headers() == {"authorization": "Bearer first"}
+    now[0] += 0.1
+    assert auth.headers() == {"authorization": "Bearer rotated"}
