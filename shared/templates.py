@@ -10,6 +10,7 @@ shared/templates/; TEMPLATES_DIR points to an operator's own folder instead.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,15 @@ class TemplateError(RuntimeError):
     """A template is missing, refers to an undefined value or renders no valid YAML."""
 
 
-def _yaml_safe(char: str) -> bool:
-    """Whether YAML accepts `char` unescaped inside a double-quoted scalar."""
-    code = ord(char)
-    printable = (0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD
-                 or code >= 0x10000)
-    return printable and char not in "\u2028\u2029"
+# What YAML does not accept unescaped inside a double-quoted scalar: anything
+# outside its printable set, and the two Unicode line breaks.
+_YAML_UNSAFE = re.compile("[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def quote(value: Any) -> str:
     """`value` as JSON text that YAML reads back as exactly `value`."""
     text = json.dumps(value, ensure_ascii=False)
-    return "".join(c if _yaml_safe(c) else f"\\u{ord(c):04x}" for c in text)
+    return _YAML_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def _finalize(value: Any) -> str:

@@ -26,6 +26,16 @@ def test_quote_reads_back_as_the_same_value(value):
     assert yaml.safe_load(f"key: {text}\nother: 1\n") == {"key": value, "other": 1}
 
 
+def test_quote_reads_back_every_character():
+    """Every code point but the lone surrogates, in blocks, through the loader render uses."""
+    for start in range(0, 0x110000, 0x1000):
+        block = "".join(chr(c) for c in range(start, start + 0x1000) if not 0xD800 <= c <= 0xDFFF)
+        if block:
+            text = templates.quote(block)
+            assert "\n" not in text and "\u2028" not in text and "\u2029" not in text
+            assert yaml.load(f"v: {text}", Loader=templates._LOADER) == {"v": block}  # noqa: S506
+
+
 @pytest.mark.parametrize("value", HOSTILE, ids=repr)
 def test_value_in_a_template_stays_one_scalar(tmp_path, value):
     (tmp_path / "obj.yaml").write_text(
