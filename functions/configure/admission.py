@@ -55,10 +55,16 @@ class Slots:
     def __init__(self, kube: Kube, namespace: str):
         self.kube = kube
         self.namespace = namespace
+        self.seen: dict | None = None  # the ConfigMap as last read or written here
 
     def read(self) -> dict:
         """The ConfigMap, created empty when missing."""
-        return self.kube.get_or_create(empty(self.namespace))
+        self.seen = self.kube.get_or_create(empty(self.namespace))
+        return self.seen
+
+    def latest(self) -> dict:
+        """The ConfigMap as this object last saw it (its own writes included), else read."""
+        return self.seen if self.seen is not None else self.read()
 
     def current(self) -> list[str]:
         return admitted(self.read())
@@ -77,11 +83,17 @@ class Slots:
             return False
         taken = self.kube.update("ConfigMap", self.namespace, NAME,
                                  lambda cm: with_slot(cm, workflow, max_jobs), known=configmap)
-        return taken is not None or workflow in self.current()
+        if taken is not None:
+            self.seen = taken
+            return True
+        return workflow in self.current()
 
     def release(self, workflows: Iterable[str]) -> bool:
         names = list(workflows)
         if not names:
             return False
-        return self.kube.update("ConfigMap", self.namespace, NAME,
-                                lambda cm: without(cm, names)) is not None
+        released = self.kube.update("ConfigMap", self.namespace, NAME,
+                                    lambda cm: without(cm, names))
+        if released is not None:
+            self.seen = released
+        return released is not None

@@ -29,18 +29,22 @@ PERMISSIONS = {
 def on_workflow_added(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     added = events.resource_event(event)
     workflow = stage.workflow(added.namespace, added.name)
-    reply = admit(workflow, stage) if workflow else None
+    if workflow is None:
+        return None
+    slots = admission.Slots(stage.kube, wf.namespace(workflow))
+    reply = admit(workflow, stage, slots)
     if reply is not None:
-        refresh_environment(stage)
+        refresh_environment(stage, slots)
     return reply
 
 
 def on_workflow_finished(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """A slot is free: release it and start the oldest queued workflow."""
     ref = events.workflow_ref(event)
-    admission.Slots(stage.kube, ref.namespace).release([ref.name])
-    reply = admit_queued(stage, ref.namespace)
-    refresh_environment(stage)
+    slots = admission.Slots(stage.kube, ref.namespace)
+    slots.release([ref.name])
+    reply = admit_queued(stage, ref.namespace, slots)
+    refresh_environment(stage, slots)
     return reply
 
 
@@ -63,13 +67,15 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     live = {wf.name(w) for w in workflows if not wf.is_final(w)}
     slots = admission.Slots(stage.kube, namespace)
     slots.release(name for name in slots.current() if name not in live)
-    reply = admit_queued(stage, namespace)
-    publish_environment(stage)
+    reply = admit_queued(stage, namespace, slots)
+    publish_environment(stage, slots)
     return reply
 
 
-def admit(workflow: dict, stage: Stage) -> CloudEvent | None:
+def admit(workflow: dict, stage: Stage,
+          slots: admission.Slots | None = None) -> CloudEvent | None:
     """A new workflow: fail it when invalid, start it when a slot is free, else queue it."""
+    slots = slots or admission.Slots(stage.kube, wf.namespace(workflow))
     if wf.status_code(workflow):
         return None
     try:
@@ -79,34 +85,30 @@ def admit(workflow: dict, stage: Stage) -> CloudEvent | None:
         stage.log.warning("invalid workflow: %s", problem, extra={"workflow": wf.key(workflow)})
         stage.update_status(workflow, lambda w: decide.invalid(wf.status(w), problem))
         return None
-    if not wf.stop_requested(workflow) and take_slot(workflow, stage):
+    if not wf.stop_requested(workflow) and slots.take(wf.name(workflow), stage.settings.max_jobs):
         return start(workflow, stage)
     if stage.update_status(workflow, lambda w: decide.queued(wf.status(w))) is None:
         return None
     # A slot freed between our look and the write above was released by someone who
     # listed the queue before this workflow joined it: look once more, after the write.
-    slots = admission.Slots(stage.kube, wf.namespace(workflow))
     if len(slots.current()) < stage.settings.max_jobs:
-        return admit_queued(stage, wf.namespace(workflow))
+        return admit_queued(stage, wf.namespace(workflow), slots)
     return None
 
 
-def admit_queued(stage: Stage, namespace: str) -> CloudEvent | None:
+def admit_queued(stage: Stage, namespace: str,
+                 slots: admission.Slots | None = None) -> CloudEvent | None:
     """Start queued workflows, oldest first, while slots are free; reply for the first."""
+    slots = slots or admission.Slots(stage.kube, namespace)
     first = None
     for workflow in stage.workflows(wf.QUEUED_PHASE):
         if wf.namespace(workflow) != namespace or wf.status_code(workflow) != wf.QUEUED \
                 or wf.stop_requested(workflow):
             continue
-        if not take_slot(workflow, stage):
+        if not slots.take(wf.name(workflow), stage.settings.max_jobs):
             break
         first = start(workflow, stage) or first
     return first
-
-
-def take_slot(workflow: dict, stage: Stage) -> bool:
-    slots = admission.Slots(stage.kube, wf.namespace(workflow))
-    return slots.take(wf.name(workflow), stage.settings.max_jobs)
 
 
 def start(workflow: dict, stage: Stage) -> CloudEvent | None:
@@ -137,22 +139,24 @@ def record_outcome(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None
     return stage.reply(events.CONFIGURE_FAILED, written, statusCode=wf.status_code(written))
 
 
-def current_environment(stage: Stage) -> dict:
-    slots = admission.Slots(stage.kube, stage.settings.namespace)
-    return environment.announcement(stage.settings, len(slots.current()))
+def current_environment(stage: Stage, slots: admission.Slots | None = None) -> dict:
+    """The announcement; `slots` as a handler just left them saves reading them again."""
+    if slots is None or slots.namespace != stage.settings.namespace:
+        slots = admission.Slots(stage.kube, stage.settings.namespace)
+    return environment.announcement(stage.settings, len(admission.admitted(slots.latest())))
 
 
-def refresh_environment(stage: Stage) -> None:
+def refresh_environment(stage: Stage, slots: admission.Slots | None = None) -> None:
     """Best effort after a slot changed hands: the tick corrects a failed refresh."""
     try:
-        publish_environment(stage)
+        publish_environment(stage, slots)
     except KubeError as error:
         stage.log.warning("c2d-environment not refreshed: %s", error)
 
 
-def publish_environment(stage: Stage) -> dict:
+def publish_environment(stage: Stage, slots: admission.Slots | None = None) -> dict:
     """Keep c2d-environment current; returns the announcement."""
-    current = current_environment(stage)
+    current = current_environment(stage, slots)
     wanted = environment.configmap(stage.settings, current)
     existing = stage.kube.get_or_create(wanted)
     if existing.get("data") != wanted["data"]:

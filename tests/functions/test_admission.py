@@ -3,6 +3,7 @@ freed while a workflow is being queued does not stay idle."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -109,3 +110,32 @@ def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, 
     assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
     assert holders.current() == ["late-queued"]
     assert kube.get("Job", namespace, "late-queued-configure") is not None
+
+
+class CountingReads(Kube):
+    """Counts the reads of each object by (kind, name)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.reads: dict[tuple[str, str], int] = {}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        self.reads[kind, name] = self.reads.get((kind, name), 0) + 1
+        return super().get(kind, namespace, name)
+
+
+def test_the_announcement_counts_a_new_holder_from_the_slots_as_written(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = "announce"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    config = settings.load(environment(tmp_path, receiver, maxJobs="3", C2D_NAMESPACE=namespace))
+    counting = CountingReads(api_client(str(cluster.kubeconfig)))
+    stage = Stage("configure", config, counting, logging.getLogger("test"))
+    for name in ("first", "second"):
+        workflow = create_workflow(kube, name, namespace)
+        reply = configure.on_workflow_added(resource_event("add", workflow), stage)
+        assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
+    announced = kube.get("ConfigMap", namespace, configure.environment.CONFIGMAP)
+    assert json.loads(announced["data"]["environment.json"])["currentJobs"] == 2
+    # One read of the slots per admission: the one the slot is taken on.
+    assert counting.reads["ConfigMap", admission.NAME] == 2
