@@ -8,6 +8,7 @@ address, the signature must recover, from keccak(prefix32 + keccak(did + nonce))
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import struct
@@ -76,7 +77,8 @@ class Handler(BaseHTTPRequestHandler):
 
 class DatasetHandler(Handler):
     """/files/<name>, /big (sendfile), /missing, /flaky/<name>, /slow, /redirect/<name>,
-    /disposition/<name>, /error500."""
+    /disposition/<name>, /error500, /short (closes before its Content-Length),
+    /gzip/<name> (Content-Encoding: gzip)."""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         owner: DatasetServer = self.owner
@@ -93,6 +95,15 @@ class DatasetHandler(Handler):
                 self.reset()
             else:
                 self.send_bytes(owner.files[name])
+        elif kind == "short":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.close_connection = True
+        elif kind == "gzip":
+            self.send_bytes(gzip.compress(owner.files[name]),
+                            headers={"Content-Encoding": "gzip"})
         elif kind == "error500":
             self.send_bytes(b"down", status=503)
         elif kind == "slow":

@@ -111,6 +111,21 @@ def test_slow_server_trips_the_read_timeout(tmp_path, datasets):
     assert run.message["input"] == {"did": DID_A, "fileIndex": 0}
 
 
+def test_a_body_shorter_than_announced_is_a_broken_transfer(tmp_path, datasets):
+    before = datasets.requests.count("/short")
+    run = configure(tmp_path, [{"index": 0, "id": DID_A, "url": f"{datasets.url}/short"}],
+                    args=FAST)
+    assert run.code == 31 and "broke during the transfer" in run.message["error"]
+    assert datasets.requests.count("/short") - before == 2  # transient: retried once
+
+
+def test_a_compressed_body_is_stored_decoded(tmp_path, datasets):
+    run = configure(tmp_path, [{"index": 0, "id": DID_A,
+                                "url": f"{datasets.url}/gzip/a.csv"}])
+    assert run.code == 0, run.stderr
+    assert (tmp_path / "data" / "inputs" / ("a" * 64) / "0").read_bytes() == b"x,y\n1,2\n"
+
+
 def test_redirect_is_followed_but_not_to_file_urls(tmp_path, datasets):
     run = configure(tmp_path, [{"index": 0, "id": DID_A, "url": f"{datasets.url}/redirect/b.csv"}])
     assert run.code == 0, run.stderr
