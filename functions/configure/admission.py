@@ -88,12 +88,12 @@ class Slots:
             return True
         return workflow in self.current()
 
-    def release(self, workflows: Iterable[str]) -> bool:
+    def release(self, workflows: Iterable[str]) -> None:
+        """Free the slots `workflows` hold (none of them holding one writes nothing)."""
         names = list(workflows)
         if not names:
-            return False
+            return
         released = self.kube.update("ConfigMap", self.namespace, NAME,
                                     lambda cm: without(cm, names))
         if released is not None:
             self.seen = released
-        return released is not None

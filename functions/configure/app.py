@@ -56,26 +56,24 @@ def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
 def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """Reconcile from the cluster: lost adds, finished Jobs, stale slots, the queue."""
     namespace = stage.settings.namespace
+    slots = admission.Slots(stage.kube, namespace)
     workflows = stage.workflows()
     for workflow in workflows:
         if not wf.status_code(workflow):
-            admit(workflow, stage)
+            admit(workflow, stage, slots)
         elif wf.status_code(workflow) == wf.CONFIGURING:
             job = stage.stage_job(workflow, "configure")
             if job is not None and jobs.settled(job):
                 record_outcome(workflow, job, stage)
     live = {wf.name(w) for w in workflows if not wf.is_final(w)}
-    slots = admission.Slots(stage.kube, namespace)
     slots.release(name for name in slots.current() if name not in live)
     reply = admit_queued(stage, namespace, slots)
     publish_environment(stage, slots)
     return reply
 
 
-def admit(workflow: dict, stage: Stage,
-          slots: admission.Slots | None = None) -> CloudEvent | None:
+def admit(workflow: dict, stage: Stage, slots: admission.Slots) -> CloudEvent | None:
     """A new workflow: fail it when invalid, start it when a slot is free, else queue it."""
-    slots = slots or admission.Slots(stage.kube, wf.namespace(workflow))
     if wf.status_code(workflow):
         return None
     try:
@@ -96,10 +94,8 @@ def admit(workflow: dict, stage: Stage,
     return None
 
 
-def admit_queued(stage: Stage, namespace: str,
-                 slots: admission.Slots | None = None) -> CloudEvent | None:
+def admit_queued(stage: Stage, namespace: str, slots: admission.Slots) -> CloudEvent | None:
     """Start queued workflows, oldest first, while slots are free; reply for the first."""
-    slots = slots or admission.Slots(stage.kube, namespace)
     first = None
     for workflow in stage.workflows(wf.QUEUED_PHASE):
         if wf.namespace(workflow) != namespace or wf.status_code(workflow) != wf.QUEUED \

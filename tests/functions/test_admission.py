@@ -105,7 +105,7 @@ def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, 
                                    holder="holder", namespace=namespace)
     stage = Stage("configure", config, racing, logging.getLogger("test"))
 
-    reply = configure.admit(workflow, stage)
+    reply = configure.admit(workflow, stage, admission.Slots(racing, namespace))
 
     assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
     assert holders.current() == ["late-queued"]
