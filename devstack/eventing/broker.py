@@ -250,22 +250,29 @@ class Broker:
 
     def _reload_if_changed(self) -> None:
         now, folder_mtime = time.monotonic(), _mtime_ns(self.manifests_dir)
-        if folder_mtime == self._folder_mtime and now - self._checked_at < self._recheck_seconds:
-            return
-        self._checked_at, self._folder_mtime = now, _settled(folder_mtime)
-        signature = folder_signature(self.manifests_dir)
-        if signature == self._signature:
+        if self._looked_at(folder_mtime, now):
             return
         with self._reload_lock:
-            if signature == self._signature:
+            if self._looked_at(folder_mtime, now):  # by the event we waited for
                 return
-            self._signature = _settled_signature(signature)
-            try:
-                self._triggers = self._load()
-                log.info("broker %s: reloaded %d triggers", self.name, len(self._triggers))
-            except (ManifestError, OSError) as exc:
-                log.error("broker %s: keeping the previous triggers: %s", self.name, exc)
-                self._record("reload_failed", detail=str(exc))
+            signature = folder_signature(self.manifests_dir)
+            if signature != self._signature:
+                self._signature = _settled_signature(signature)
+                try:
+                    self._triggers = self._load()
+                    log.info("broker %s: reloaded %d triggers", self.name, len(self._triggers))
+                except (ManifestError, OSError) as exc:
+                    log.error("broker %s: keeping the previous triggers: %s", self.name, exc)
+                    self._record("reload_failed", detail=str(exc))
+            # Recorded last: an event that finds this look recorded finds its Triggers
+            # loaded (recorded first, a concurrent event skipped the look and routed
+            # with the old Triggers while this one was still loading the new).
+            self._checked_at, self._folder_mtime = now, _settled(folder_mtime)
+
+    def _looked_at(self, folder_mtime: int, now: float) -> bool:
+        """Whether this folder mtime was looked at, less than `recheck_seconds` ago."""
+        return folder_mtime == self._folder_mtime \
+            and now - self._checked_at < self._recheck_seconds
 
     def ingest(self, event: BaseCloudEvent) -> list[str]:
         """Accept an event as the ingress does; returns the names of the matching Triggers."""

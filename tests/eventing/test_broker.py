@@ -334,6 +334,38 @@ def test_a_manifest_edited_in_the_same_clock_tick_as_a_look_is_still_seen(
     b.wait_for(1)
 
 
+def test_an_event_during_a_reload_waits_for_the_new_triggers(
+        manifests, subscriber_factory, broker_factory) -> None:
+    """Two events look at a changed folder at once: the second must not route with the
+    old Triggers while the first is still loading the new ones."""
+    a, b = subscriber_factory(), subscriber_factory()
+    write_manifests(manifests, trigger("t", service="a"))
+    age(manifests)
+    broker = broker_factory(manifests, {"a": a.url, "b": b.url}, recheck_seconds=3600)
+    write_manifests(manifests, trigger("t", service="b"), filename="new.tmp").replace(
+        manifests / "triggers.yaml")
+    age(manifests, 20)  # no racy stamp: the first look is recorded as settled
+    load, loading, go_on = broker._load, threading.Event(), threading.Event()
+
+    def slow_load():
+        loading.set()
+        assert go_on.wait(10)
+        return load()
+
+    broker._load = slow_load
+    first = threading.Thread(target=lambda: broker.ingest(event()))
+    first.start()
+    assert loading.wait(10)
+    second = threading.Thread(target=lambda: broker.ingest(event()))
+    second.start()
+    second.join(timeout=1)  # before the fix it routed to `a` here, without waiting
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    b.wait_for(2)
+    assert broker.wait_idle(5) and not a.received
+
+
 @pytest.mark.parametrize("renamed", [False, True], ids=["edited in place", "renamed into place"])
 def test_within_the_recheck_period_only_a_renamed_manifest_is_seen(
         manifests, subscriber_factory, broker_factory, renamed: bool) -> None:
