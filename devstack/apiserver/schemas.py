@@ -16,6 +16,8 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
+from .quickcheck import Check, Compiler
+
 KUBERNETES_VERSION = "1.37.0"   # schemas and /version: the API level of the kubernetes client 37.x
 _DIR = f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict"
 _lock = threading.Lock()
@@ -54,6 +56,22 @@ def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     registry = Resource.from_contents(schema) @ Registry()
     registry = Resource.from_contents(definitions()) @ registry
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+def quick_check(api_version: str, kind: str) -> Check:
+    """True when an object surely satisfies the kind's schema (see quickcheck)."""
+    with _lock:
+        return _quick_check(api_version, kind)
+
+
+@functools.cache
+def _quick_check(api_version: str, kind: str) -> Check:
+    return _compiler().compile(kind_schema(api_version, kind))
+
+
+@functools.cache
+def _compiler() -> Compiler:
+    return Compiler(definitions()["$defs"])
 
 
 def resolve(node: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -84,6 +84,8 @@ def strip_nulls(value: Any) -> Any:
 
 def check_schema(rt: ResourceType, obj: Obj) -> None:
     """Raise 400 for unknown fields or wrong types, 422 for other schema violations."""
+    if schemas.quick_check(rt.api_version, rt.kind)(obj):
+        return  # jsonschema would find nothing; it words the errors when there are some
     v = schemas.validator(rt.api_version, rt.kind)
     causes: Causes = []
     for err in v.iter_errors(obj):
