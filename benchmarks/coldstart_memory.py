@@ -24,7 +24,7 @@ import requests
 from benchmarks.stats import summary
 from devstack.apiserver import APIServer
 from devstack.kubeconfig import write_kubeconfig
-from devstack.stack import FUNCTIONS, REPO_ROOT, free_port
+from devstack.stack import FUNCTIONS, GUNICORN_CONFIG, REPO_ROOT, free_port
 from shared import events
 from shared import workflow as wf
 
@@ -71,8 +71,9 @@ class Function:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         gunicorn = Path(sys.executable).with_name("gunicorn")
-        argv = [str(gunicorn), "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-                "--threads", "4", "--graceful-timeout", "5", f"{FUNCTIONS[service]}:app"]
+        argv = [str(gunicorn), "--config", GUNICORN_CONFIG, "--bind", f"127.0.0.1:{self.port}",
+                "--workers", "1", "--threads", "4", "--graceful-timeout", "5",
+                f"{FUNCTIONS[service]}:app"]
         environ = {**os.environ, "KUBECONFIG": str(kubeconfig), "LOG_LEVEL": "INFO",
                    "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()

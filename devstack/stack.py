@@ -69,6 +69,7 @@ SECRET_KEYS = ("OPERATOR_PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_K
 SERVERS = ("thread", "gunicorn")
 # As the image runs them (the Dockerfile's GUNICORN_CMD_ARGS; Knative's containerConcurrency).
 GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4
+GUNICORN_CONFIG = "python:shared.gunicorn_config"
 SETTING_VARIABLES = {variable for variable, _, _ in settings_module.SPEC.values()}
 # The engine's variables are read from the environment; these are the same variables
 # the pods and functions of a cluster get from c2d-config / c2d-secrets.
@@ -130,7 +131,7 @@ class GunicornServer:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         argv = [str(gunicorn) if gunicorn.exists() else "gunicorn",
                 # four masters on one machine: no shared control socket in ~/.gunicorn
-                "--no-control-socket",
+                "--no-control-socket", "--config", GUNICORN_CONFIG,
                 "--bind", f"127.0.0.1:{port}", "--workers", str(GUNICORN_WORKERS),
                 "--threads", str(GUNICORN_THREADS),
                 "--graceful-timeout", "5", f"{module}:app"]

@@ -18,7 +18,7 @@ from typing import Any
 from cloudevents.core.v1.event import CloudEvent
 from flask import Flask, Response, jsonify, request
 
-from shared import events, jobs, logs, settings
+from shared import events, jobs, logs, settings, templates
 from shared import workflow as wf
 from shared.kube import Kube, KubeError, Permission, api_client
 from shared.settings import Settings
@@ -134,7 +134,16 @@ def create_app(name: str, route: Router, permissions: Iterable[Permission],
             state["stage"] = Stage(name, current, kube, log)
         return state["stage"]
 
+    def warm_up() -> None:
+        """Settings, Kubernetes client and templates before the first event (gunicorn's
+        post_worker_init): otherwise the first event in each worker pays for them."""
+        try:
+            templates.compile_all(stage().settings.templates_dir)
+        except Exception as error:  # noqa: BLE001 - the first event meets it again and answers
+            log.warning("warm-up failed: %s", error, extra={"function": name})
+
     app.config["c2d_stage"] = stage
+    app.config["c2d_warm_up"] = warm_up
 
     @app.get("/healthz")
     def healthz() -> Response:

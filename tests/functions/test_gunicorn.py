@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack.stack import GUNICORN_CONFIG
 from devstack.testing import wait_until
 from shared import workflow as wf
 from tests.functions.conftest import environment
@@ -35,7 +36,8 @@ def gunicorn_functions(cluster, receiver, tmp_path_factory) -> Iterator[dict[str
         port = free_port()
         processes.append(subprocess.Popen(
             # four masters on one machine: no shared control socket in ~/.gunicorn
-            [str(GUNICORN), "--no-control-socket", "--workers", "1", "--threads", "4",
+            [str(GUNICORN), "--no-control-socket", "--config", GUNICORN_CONFIG,
+             "--workers", "1", "--threads", "4",
              "--bind", f"127.0.0.1:{port}", f"functions.{stage}.app:app"],
             env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL))

@@ -137,3 +137,30 @@ def test_incomplete_templates_dir_is_a_clear_error(tmp_path, workflow):
     assert manifests.configmap(workflow, settings)["kind"] == "ConfigMap"
     with pytest.raises(TemplateError, match="secret.yaml"):
         manifests.secret(workflow, settings)
+
+
+def test_compile_all_leaves_nothing_to_compile_for_a_first_render(tmp_path, workflow,
+                                                                   monkeypatch):
+    folder = tmp_path / "fresh"  # a folder no other test has compiled
+    shutil.copytree(templates.BUILTIN_DIR, folder)
+    settings = load_settings({"TEMPLATES_DIR": str(folder),
+                              "FILTERING_CONTAINER": "filter:1"})
+    templates.compile_all(str(folder))
+    compiled = []
+    original = jinja2.Environment.compile
+
+    def counting(self, *args, **kwargs):
+        compiled.append(args[1] if len(args) > 1 else kwargs.get("name"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    for stage in ("configure", "algorithm", "filter", "publish"):
+        manifests.for_stage({**workflow, "metadata": {**workflow["metadata"], "uid": "u"}},
+                            settings, stage)
+    assert compiled == []
+
+
+def test_compile_all_reports_a_broken_template(tmp_path):
+    (tmp_path / "broken.yaml").write_text("kind: X\n{% if %}\n")
+    with pytest.raises(jinja2.TemplateSyntaxError):
+        templates.compile_all(str(tmp_path))
