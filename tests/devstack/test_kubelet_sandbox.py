@@ -294,3 +294,23 @@ def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap) -
     finally:
         proc.stop(grace=0)
         proc.wait()
+
+
+@pytest.mark.parametrize("kill_with_parent, preexec", [(False, False), (True, True)],
+                         ids=["bwrap", "plain"])
+def test_a_container_needs_no_code_in_the_child_unless_the_kernel_must_kill_it(
+        tmp_path: Path, monkeypatch, kill_with_parent: bool, preexec: bool) -> None:
+    # With no preexec_fn Python can vfork; a fork of the stack's process held its
+    # interpreter lock for ~7 ms per pod. Only PR_SET_PDEATHSIG needs the child.
+    seen = []
+    popen = sandbox.subprocess.Popen
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("preexec_fn"))
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox.subprocess, "Popen", recording)
+    proc = ContainerProcess(["true"], {"PATH": os.environ["PATH"]}, "/", tmp_path / "log",
+                            kill_with_parent=kill_with_parent)
+    assert proc.wait() == 0
+    assert (seen[0] is not None) is preexec
