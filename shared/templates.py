@@ -46,9 +46,10 @@ def _finalize(value: Any) -> str:
 
 
 @cache
-def _environment(folder: str) -> jinja2.Environment:
+def _environment(templates_dir: str | None) -> jinja2.Environment:
+    """The environment of an operator's folder, or of the built-in one."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
+        loader=jinja2.FileSystemLoader(templates_dir or BUILTIN_DIR),
         undefined=jinja2.StrictUndefined,
         finalize=_finalize,
         autoescape=False,
@@ -58,14 +59,14 @@ def _environment(folder: str) -> jinja2.Environment:
 
 def compile_all(templates_dir: str | None = None) -> None:
     """Compile every template of the folder now, not on a worker's first event (~10 ms)."""
-    environment = _environment(templates_dir or str(BUILTIN_DIR))
+    environment = _environment(templates_dir)
     for name in environment.list_templates():
         environment.get_template(name)
 
 
 def render(name: str, context: dict[str, Any], templates_dir: str | None = None) -> dict:
     """Render template `name` with `context` into one Kubernetes object."""
-    environment = _environment(templates_dir or str(BUILTIN_DIR))
+    environment = _environment(templates_dir)
     try:
         text = environment.get_template(name).render(**context)
     except jinja2.TemplateNotFound:
