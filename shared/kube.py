@@ -259,7 +259,10 @@ class Kube:
                 return self.replace(body, subresource=subresource)
             except Conflict:
                 log.debug("conflict on %s %s/%s, retrying", kind, namespace, name)
-                time.sleep(min(0.005 * 2**attempt, 0.2))
+                # The write that won is already stored: the first retry reads it at
+                # once; only a writer that keeps losing backs off.
+                if 0 < attempt < attempts - 1:
+                    time.sleep(min(0.005 * 2 ** (attempt - 1), 0.2))
         raise Conflict(f"{kind} {namespace}/{name}: still conflicting after {attempts} attempts",
                        status=409, reason="Conflict")
 

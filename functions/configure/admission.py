@@ -8,6 +8,7 @@ that object (its resourceVersion), never a counter in memory.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 
 from shared.kube import Kube
@@ -50,7 +51,14 @@ def empty(namespace: str) -> dict:
 
 
 class Slots:
-    """The admission ConfigMap of one namespace, through compare-and-set."""
+    """The admission ConfigMap of one namespace, through compare-and-set.
+
+    The threads of one process take turns on it: between themselves they could
+    only conflict, and in a burst of adds each conflict cost an admission a
+    read, a write and a pause. Other processes still meet the compare-and-set.
+    """
+
+    _turn = threading.Lock()
 
     def __init__(self, kube: Kube, namespace: str):
         self.kube = kube
@@ -75,6 +83,10 @@ class Slots:
         One read decides a full house (the common case under load): whoever frees
         a slot next admits from the queue.
         """
+        with self._turn:
+            return self._take(workflow, max_jobs)
+
+    def _take(self, workflow: str, max_jobs: int) -> bool:
         configmap = self.read()
         holders = admitted(configmap)
         if workflow in holders:
@@ -93,7 +105,8 @@ class Slots:
         names = list(workflows)
         if not names:
             return
-        released = self.kube.update("ConfigMap", self.namespace, NAME,
-                                    lambda cm: without(cm, names))
+        with self._turn:
+            released = self.kube.update("ConfigMap", self.namespace, NAME,
+                                        lambda cm: without(cm, names))
         if released is not None:
             self.seen = released

@@ -1,5 +1,6 @@
 """maxJobs holds with two configure instances admitting concurrently; all finish; a slot
-freed while a workflow is being queued does not stay idle."""
+freed while a workflow is being queued does not stay idle; the threads of one instance
+do not conflict with each other."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from functions.configure import app as configure
 from shared import events, settings
 from shared import workflow as wf
 from shared.app import Stage
-from shared.kube import Kube, api_client
+from shared.kube import Conflict, Kube, api_client
 from tests.functions.conftest import environment
 from tests.functions.harness import Functions, Relay, finished, resource_event
 from tests.unit.helpers import create_workflow
@@ -139,3 +140,47 @@ def test_the_announcement_counts_a_new_holder_from_the_slots_as_written(
     assert json.loads(announced["data"]["environment.json"])["currentJobs"] == 2
     # One read of the slots per admission: the one the slot is taken on.
     assert counting.reads["ConfigMap", admission.NAME] == 2
+
+
+class CountingConflicts(Kube):
+    """Counts the writes the API server refused with 409 Conflict."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.conflicts = 0
+
+    def replace(self, obj: dict, subresource: str = "") -> dict:
+        try:
+            return super().replace(obj, subresource)
+        except Conflict:
+            self.conflicts += 1
+            raise
+
+
+def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCluster,
+                                                             kube: Kube):
+    namespace = "turns"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    counting = CountingConflicts(api_client(str(cluster.kubeconfig)))
+    leaving = [f"old-{i}" for i in range(4)]
+    kube.update("ConfigMap", namespace, admission.NAME,
+                lambda cm: admission._with(cm, leaving),
+                known=admission.Slots(kube, namespace).read())
+    arriving = [f"new-{i}" for i in range(4)]
+    together = threading.Barrier(8)
+
+    def take(name: str) -> bool:
+        together.wait(timeout=10)
+        return admission.Slots(counting, namespace).take(name, max_jobs=8)
+
+    def release(name: str) -> None:
+        together.wait(timeout=10)
+        admission.Slots(counting, namespace).release([name])
+
+    with ThreadPoolExecutor(8) as pool:
+        taken = [pool.submit(take, name) for name in arriving]
+        for name in leaving:
+            pool.submit(release, name)
+    assert all(future.result() for future in taken)
+    assert sorted(admission.Slots(kube, namespace).current()) == arriving
+    assert counting.conflicts == 0

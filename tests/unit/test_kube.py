@@ -127,8 +127,24 @@ def test_update_status_of_a_missing_object(k):
     assert k.update_status("Workflow", NAMESPACE, "never-created", lambda obj: {}) is None
 
 
-def test_conflict_is_retried_from_a_fresh_read(server, k):
-    """Another writer slips in between our read and our write: we retry, nothing is lost."""
+@pytest.fixture
+def pauses(monkeypatch) -> list[float]:
+    """The pauses this thread makes (they still happen: other threads share `time`)."""
+    made: list[float] = []
+    sleep, caller = kube.time.sleep, threading.get_ident()
+
+    def recorded(seconds: float) -> None:
+        if threading.get_ident() == caller:
+            made.append(seconds)
+        sleep(seconds)
+
+    monkeypatch.setattr(kube.time, "sleep", recorded)
+    return made
+
+
+def test_conflict_is_retried_from_a_fresh_read(server, k, pauses):
+    """Another writer slips in between our read and our write: we retry at once, nothing
+    is lost."""
     other = Kube(kube.api_client(str(server[1])))
     new_workflow(k, "race-1")
     calls = []
@@ -144,6 +160,7 @@ def test_conflict_is_retried_from_a_fresh_read(server, k):
     assert len(calls) == 2 and calls[0] != calls[1]
     assert written["status"]["statusCode"] == wf.STARTED
     assert written["status"]["notifications"] == {"start": "2025-01-01T00:00:00Z"}
+    assert pauses == []  # the winner's write is stored: nothing to wait for
 
 
 def test_racing_writers_lose_no_update(server):
@@ -218,7 +235,7 @@ def test_a_copy_without_resource_version_is_never_written_blindly(server, k):
     assert written["status"]["message"] == "after first"  # decided on the stored object
 
 
-def test_endless_conflicts_end_in_conflict(server, k):
+def test_endless_conflicts_end_in_conflict(server, k, pauses):
     other = Kube(kube.api_client(str(server[1])))
     new_workflow(k, "race-3")
     count = []
@@ -232,6 +249,7 @@ def test_endless_conflicts_end_in_conflict(server, k):
     with pytest.raises(Conflict) as caught:
         k.update_status("Workflow", NAMESPACE, "race-3", always_beaten, attempts=3)
     assert len(count) == 3 and caught.value.status == 409
+    assert pauses == [0.005]  # none before the first retry, none after the last try
     assert k.get("Workflow", NAMESPACE, "race-3")["status"]["message"] == "other 3"
 
 
