@@ -163,9 +163,8 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
     client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
     counting = CountingConflicts(api_client(str(cluster.kubeconfig)))
     leaving = [f"old-{i}" for i in range(4)]
-    kube.update("ConfigMap", namespace, admission.NAME,
-                lambda cm: admission._with(cm, leaving),
-                known=admission.Slots(kube, namespace).read())
+    for name in leaving:
+        admission.Slots(kube, namespace).take(name, max_jobs=8)
     arriving = [f"new-{i}" for i in range(4)]
     together = threading.Barrier(8)
 
@@ -179,8 +178,9 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
 
     with ThreadPoolExecutor(8) as pool:
         taken = [pool.submit(take, name) for name in arriving]
-        for name in leaving:
-            pool.submit(release, name)
+        released = [pool.submit(release, name) for name in leaving]
     assert all(future.result() for future in taken)
+    for future in released:
+        future.result()  # raises what a release raised
     assert sorted(admission.Slots(kube, namespace).current()) == arriving
     assert counting.conflicts == 0
