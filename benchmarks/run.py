@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import original
-from benchmarks.machine import load_average, machine_info
+from benchmarks.machine import load_average, machine_info, speed_probe
 from benchmarks.report import MB, Figure, scaled, table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -282,6 +282,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         results["scenarios"][name] = raw
         figures += found
     results["load_average"]["at_end"] = load_average()
+    results["speed_probe_ms_at_end"] = speed_probe()
     results["duration_seconds"] = time.time() - started
     results["figures"] = [f.as_dict() for f in figures]
     return results
@@ -306,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(figures))
     print(f"\nload average (1/5/15 min) at start {results['machine']['load_average_at_start']}, "
           f"at end {results['load_average']['at_end']} on {os.cpu_count()} CPUs")
+    print(f"speed probe (ms, lower is faster) at start "
+          f"{results['machine']['speed_probe_ms_at_start']}, "
+          f"at end {results['speed_probe_ms_at_end']}")
     for name, error in results["errors"].items():
         print(f"scenario {name} failed: {error}")
     print(f"results: {path}")

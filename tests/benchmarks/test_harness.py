@@ -53,6 +53,7 @@ def test_every_scenario_ran_and_is_in_the_file(results: tuple[dict, str]) -> Non
     assert machine["python"] and machine["packages"]["flask"]
     assert len(machine["git"]["commit"]) == 40
     assert len(machine["load_average_at_start"]) == 3
+    assert machine["speed_probe_ms_at_start"] > 0 and data["speed_probe_ms_at_end"] > 0
     assert {f"before_{name}" for name in SCENARIOS} <= set(data["load_average"])
 
 
