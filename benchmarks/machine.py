@@ -58,8 +58,9 @@ def speed_probe(rounds: int = 5) -> float:
     """Milliseconds for a fixed piece of pure-Python work (JSON in and out), median of rounds.
 
     The shared VMs these benchmarks run on change speed: the same commit measured
-    add->configure in the burst at 38-43 ms and, an hour later, at 63-91 ms. Figures
-    from two runs compare only next to their probes.
+    add->configure in the burst at 38-43 ms and, an hour later, at 63-91 ms. The probe
+    is recorded with the figures so that runs can be compared on it; whether it
+    follows every such change (CPU, not disk or scheduling) is still to be seen.
     """
     text = json.dumps(_PROBE_DOCUMENT)
     times = []
