@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import requests
 from benchmarks.stats import summary
 from devstack.apiserver import APIServer
 from devstack.kubeconfig import write_kubeconfig
-from devstack.stack import FUNCTIONS, GUNICORN_CONFIG, REPO_ROOT, free_port
+from devstack.stack import FUNCTIONS, REPO_ROOT, free_port, gunicorn_argv
 from shared import events
 from shared import workflow as wf
 
@@ -70,10 +69,7 @@ class Function:
                  env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        argv = [str(gunicorn), "--config", GUNICORN_CONFIG, "--bind", f"127.0.0.1:{self.port}",
-                "--workers", "1", "--threads", "4", "--graceful-timeout", "5",
-                f"{FUNCTIONS[service]}:app"]
+        argv = gunicorn_argv(FUNCTIONS[service], self.port, workers=1)
         environ = {**os.environ, "KUBECONFIG": str(kubeconfig), "LOG_LEVEL": "INFO",
                    "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()

@@ -79,6 +79,17 @@ class StackError(RuntimeError):
     """The stack cannot start; the message says what and where to look."""
 
 
+def gunicorn_argv(module: str, port: int, workers: int = GUNICORN_WORKERS,
+                  threads: int = GUNICORN_THREADS) -> list[str]:
+    """gunicorn serving `module`'s app on loopback `port`, with the image's config module."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    return [str(gunicorn) if gunicorn.exists() else "gunicorn",
+            # several masters on one machine: no shared control socket in ~/.gunicorn
+            "--no-control-socket", "--config", GUNICORN_CONFIG,
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--threads", str(threads), "--graceful-timeout", "5", f"{module}:app"]
+
+
 def settings_environ(environ: Mapping[str, str], workdir: Path) -> dict[str, str]:
     """The engine's variables from `environ`, with the embedded stack's defaults."""
     chosen = {k: v for k, v in environ.items() if k in SETTING_VARIABLES}
@@ -128,13 +139,7 @@ class GunicornServer:
         self.name = name
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        argv = [str(gunicorn) if gunicorn.exists() else "gunicorn",
-                # four masters on one machine: no shared control socket in ~/.gunicorn
-                "--no-control-socket", "--config", GUNICORN_CONFIG,
-                "--bind", f"127.0.0.1:{port}", "--workers", str(GUNICORN_WORKERS),
-                "--threads", str(GUNICORN_THREADS),
-                "--graceful-timeout", "5", f"{module}:app"]
+        argv = gunicorn_argv(module, port)
         with open(log_path, "ab") as out:
             self._process = subprocess.Popen(  # noqa: S603 - fixed argv
                 argv, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},

@@ -5,20 +5,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from devstack.stack import GUNICORN_CONFIG
+from devstack.stack import gunicorn_argv
 from devstack.testing import wait_until
 from shared import workflow as wf
 from tests.functions.conftest import environment
 from tests.functions.harness import Relay, drive
-
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
 def free_port() -> int:
@@ -35,12 +31,8 @@ def gunicorn_functions(cluster, receiver, tmp_path_factory) -> Iterator[dict[str
     for stage in ("configure", "algorithm", "publish", "notify"):
         port = free_port()
         processes.append(subprocess.Popen(
-            # four masters on one machine: no shared control socket in ~/.gunicorn
-            [str(GUNICORN), "--no-control-socket", "--config", GUNICORN_CONFIG,
-             "--workers", "1", "--threads", "4",
-             "--bind", f"127.0.0.1:{port}", f"functions.{stage}.app:app"],
-            env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL))
+            gunicorn_argv(f"functions.{stage}.app", port, workers=1),
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         urls[stage] = f"http://127.0.0.1:{port}"
     try:
         for url in urls.values():
