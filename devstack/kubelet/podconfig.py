@@ -68,33 +68,52 @@ def configmap_data(cm: dict) -> dict[str, bytes]:
 
 
 class EnvResolver:
-    """Reads Secrets and ConfigMaps through the given getters to build environments."""
+    """Reads Secrets and ConfigMaps through the given getters to build environments.
+
+    Each Secret or ConfigMap is read once per environment, however many variables
+    refer to it: a kubelet serves them from its object cache, not one API call
+    per key (c2d's pods name the same Secret for several variables).
+    """
 
     def __init__(self, get_secret: Getter, get_configmap: Getter) -> None:
         self._get = {"Secret": get_secret, "ConfigMap": get_configmap}
 
-    def _source(self, kind: str, ns: str, name: str, optional: bool) -> dict[str, bytes] | None:
-        obj = self._get[kind](ns, name)
+    def environment(self, pod: dict, container: dict, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` (the runtime's defaults) overlaid with the container's env."""
+        return _Resolution(self._get, pod).environment(container, base)
+
+
+class _Resolution:
+    """One container's environment being built; remembers the objects it read."""
+
+    def __init__(self, getters: Mapping[str, Getter], pod: dict) -> None:
+        self._get = getters
+        self.pod = pod
+        self.ns = pod["metadata"].get("namespace") or "default"
+        self._read: dict[tuple[str, str], dict | None] = {}
+
+    def _source(self, kind: str, name: str, optional: bool) -> dict[str, bytes] | None:
+        if (kind, name) not in self._read:
+            self._read[kind, name] = self._get[kind](self.ns, name)
+        obj = self._read[kind, name]
         if obj is None:
             if optional:
                 return None
             raise ConfigError(f'{kind.lower()} "{name}" not found')
         return secret_data(obj) if kind == "Secret" else configmap_data(obj)
 
-    def _key(self, kind: str, ns: str, ref: dict) -> str | None:
+    def _key(self, kind: str, ref: dict) -> str | None:
         name, key, optional = ref.get("name", ""), ref.get("key", ""), bool(ref.get("optional"))
-        data = self._source(kind, ns, name, optional)
+        data = self._source(kind, name, optional)
         if data is None:
             return None
         if key not in data:
             if optional:
                 return None
-            raise ConfigError(f"couldn't find key {key} in {kind} {ns}/{name}")
+            raise ConfigError(f"couldn't find key {key} in {kind} {self.ns}/{name}")
         return data[key].decode(errors="replace")
 
-    def environment(self, pod: dict, container: dict, base: Mapping[str, str]) -> dict[str, str]:
-        """``base`` (the runtime's defaults) overlaid with the container's env."""
-        ns = pod["metadata"].get("namespace") or "default"
+    def environment(self, container: dict, base: Mapping[str, str]) -> dict[str, str]:
         env = dict(base)
         for src in container.get("envFrom") or []:
             prefix = src.get("prefix") or ""
@@ -102,7 +121,7 @@ class EnvResolver:
                 ref = src.get(field)
                 if ref is None:
                     continue
-                data = self._source(kind, ns, ref.get("name", ""), bool(ref.get("optional")))
+                data = self._source(kind, ref.get("name", ""), bool(ref.get("optional")))
                 for key, value in (data or {}).items():
                     if _ENV_NAME.match(prefix + key):  # invalid names are skipped, as on a node
                         env[prefix + key] = value.decode(errors="replace")
@@ -112,20 +131,18 @@ class EnvResolver:
             if source is None:
                 env[name] = expand(var.get("value") or "", env)
                 continue
-            value = self._value_from(pod, container, ns, source, name)
+            value = self._value_from(container, source, name)
             if value is not None:
                 env[name] = value
         return env
 
-    def _value_from(
-        self, pod: dict, container: dict, ns: str, source: dict, name: str
-    ) -> str | None:
+    def _value_from(self, container: dict, source: dict, name: str) -> str | None:
         if "secretKeyRef" in source:
-            return self._key("Secret", ns, source["secretKeyRef"])
+            return self._key("Secret", source["secretKeyRef"])
         if "configMapKeyRef" in source:
-            return self._key("ConfigMap", ns, source["configMapKeyRef"])
+            return self._key("ConfigMap", source["configMapKeyRef"])
         if "fieldRef" in source:
-            return field_value(pod, source["fieldRef"].get("fieldPath", ""), name)
+            return field_value(self.pod, source["fieldRef"].get("fieldPath", ""), name)
         if "resourceFieldRef" in source:
             return resource_value(container, source["resourceFieldRef"], name)
         raise ConfigError(f"env {name}: valueFrom has no supported source")

@@ -99,6 +99,33 @@ def test_env_order_refs_and_missing_sources() -> None:
         resolver.environment(pod, no_key, {})
 
 
+def test_each_source_is_read_once_per_environment() -> None:
+    reads: list[tuple[str, str]] = []
+    secrets = {"s": _secret({"a": "1", "b": "2"})}
+
+    def get_secret(ns: str, name: str) -> dict | None:
+        reads.append((ns, name))
+        return secrets.get(name)
+
+    resolver = EnvResolver(get_secret, lambda ns, n: None)
+    pod = {"metadata": {"name": "p1", "namespace": "ns1"}}
+    container = {
+        "envFrom": [{"secretRef": {"name": "s"}, "prefix": "ALL_"}],
+        "env": [{"name": name.upper(), "valueFrom": {"secretKeyRef": {"name": secret, "key": key,
+                                                                      "optional": True}}}
+                for name, secret, key in (("a", "s", "a"), ("b", "s", "b"),
+                                          ("c", "gone", "c"), ("d", "gone", "d"))],
+    }
+    env = resolver.environment(pod, container, {})
+    assert (env["A"], env["B"], env["ALL_a"]) == ("1", "2", "1")
+    assert "C" not in env and "D" not in env
+    assert reads == [("ns1", "s"), ("ns1", "gone")]  # a missing one is remembered too
+
+    secrets["s"] = _secret({"a": "changed", "b": "2"})
+    assert resolver.environment(pod, container, {})["A"] == "changed"  # the next start reads again
+    assert len(reads) == 4
+
+
 # -- volumes ---------------------------------------------------------------------
 
 
