@@ -61,9 +61,9 @@ class Kind:
 
     def path(self, namespace: str, name: str | None = None, subresource: str = "") -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        path = f"{base}/namespaces/{quote(namespace)}/{self.resource}"
+        path = f"{base}/namespaces/{quote(namespace, safe='')}/{self.resource}"
         if name is not None:
-            path += f"/{quote(name)}"
+            path += f"/{quote(name, safe='')}"
         return f"{path}/{subresource}" if subresource else path
 
 

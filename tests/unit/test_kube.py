@@ -103,6 +103,14 @@ def test_get_list_and_delete(k):
     assert k.get("ConfigMap", NAMESPACE, "listed-1") is None
 
 
+def test_a_name_with_slashes_stays_one_path_segment(k):
+    # A name from an event is not trusted: "../" must not reach another resource.
+    k.create(configmap("target"))
+    assert k.get("ConfigMap", NAMESPACE, "x/../target") is None
+    assert k.get("ConfigMap", NAMESPACE, "../configmaps/target") is None
+    assert kube.KINDS["Job"].path("a/b", "../c") == "/apis/batch/v1/namespaces/a%2Fb/jobs/..%2Fc"
+
+
 def test_update_status_writes_with_compare_and_set(k):
     created = new_workflow(k, "cas-1")
     written = k.update_status("Workflow", NAMESPACE, "cas-1",
