@@ -39,8 +39,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from devstack.kubelet import status as st
-from devstack.kubelet.informer import Informer, call
-from devstack.kubelet.volumes import MERGE_PATCH
+from devstack.kubelet.informer import MERGE_PATCH, Informer, Rest, path
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +144,15 @@ class JobController:
     def __init__(
         self, api_client: client.ApiClient, workers: int = 2, retry_backoff: float = 0.0
     ) -> None:
-        self._core = client.CoreV1Api(api_client)
-        self._batch = client.BatchV1Api(api_client)
+        self._rest = Rest(api_client)
         self._retry_backoff = retry_backoff
         self._queue = _Queue()
         # job uid -> {pod uid: "Succeeded" | "Failed"}: every pod that ended, kept after
         # the pod object is gone (a pod deleted before it finished counts as failed)
         self._ended: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
-        self.jobs = Informer("jobs", self._batch.list_job_for_all_namespaces, self._on_job)
-        self.pods = Informer("job-pods", self._core.list_pod_for_all_namespaces, self._on_pod)
+        self.jobs = Informer("jobs", self._rest, path("jobs", group="batch"), self._on_job)
+        self.pods = Informer("job-pods", self._rest, path("pods"), self._on_pod)
         self._threads = [
             threading.Thread(target=self._work, name=f"jobcontroller-{i}", daemon=True)
             for i in range(workers)
@@ -319,8 +317,9 @@ class JobController:
     def _write_status(self, job: dict, status: dict, old: dict) -> None:
         body = {"status": {**{k: None for k in old if k not in status}, **status}}
         meta = job["metadata"]
-        new = call(self._batch.patch_namespaced_job_status, meta["name"],
-                   meta.get("namespace") or "default", body, _content_type=MERGE_PATCH)
+        new = self._rest.call("PATCH", path("jobs", meta.get("namespace") or "default",
+                                            meta["name"], "status", group="batch"),
+                              body, MERGE_PATCH)
         self.jobs.observe(new)
 
     def _create_pods(self, job: dict, count: int, failed: int) -> list[dict]:
@@ -337,8 +336,7 @@ class JobController:
             pod = self._new_pod(job)
             for _attempt in range(5):  # a name clash is retried with another suffix
                 try:
-                    obj = call(self._core.create_namespaced_pod,
-                               pod["metadata"]["namespace"], client.V1Pod.model_validate(pod))
+                    obj = self._rest.call("POST", path("pods", pod["metadata"]["namespace"]), pod)
                     self.pods.observe(obj)
                     created.append(obj)
                     break
@@ -392,7 +390,8 @@ class JobController:
                 with self._lock:
                     self._ended.setdefault(discard, {})[meta["uid"]] = _DISCARDED
             try:
-                call(self._core.delete_namespaced_pod, meta["name"], meta.get("namespace"))
+                self._rest.call("DELETE", path("pods", meta.get("namespace") or "default",
+                                               meta["name"]))
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -411,11 +410,10 @@ class JobController:
             self._queue.add_after(key, left)
             return
         meta = job["metadata"]
-        body = client.V1DeleteOptions(
-            propagation_policy="Background", preconditions=client.V1Preconditions(uid=meta["uid"])
-        )
+        body = {"propagationPolicy": "Background", "preconditions": {"uid": meta["uid"]}}
         try:
-            call(self._batch.delete_namespaced_job, meta["name"], meta.get("namespace"), body=body)
+            self._rest.call("DELETE", path("jobs", meta.get("namespace") or "default",
+                                           meta["name"], group="batch"), body)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise

@@ -102,7 +102,7 @@ class Kube:
         self.host = self.api.configuration.host.rstrip("/")
         self.permissions = frozenset(permissions) if permissions is not None else None
         self.timeout = timeout
-        self._auth = _Auth(self.api.configuration)
+        self._auth = AuthHeaders(self.api.configuration)
 
     # ------------------------------------------------------------ plumbing
 
@@ -267,7 +267,7 @@ class Kube:
                        status=409, reason="Conflict")
 
 
-class _Auth:
+class AuthHeaders:
     """The configuration's auth headers, refreshed at most every REFRESH_SECONDS.
 
     A kubeconfig's refresh hook re-applies the whole kubeconfig on every call (a

@@ -36,17 +36,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from devstack.kubelet.informer import Informer, call
+from devstack.kubelet.informer import MERGE_PATCH, Informer, Rest, path
 from devstack.kubelet.podconfig import ConfigError
 from devstack.kubelet.sandbox import detect_mode
-from devstack.kubelet.volumes import MERGE_PATCH, ClaimBinder
-from devstack.kubelet.worker import HOST_IP, NODE_NAME, PodWorker, Runtime, log_path
+from devstack.kubelet.volumes import ClaimBinder
+from devstack.kubelet.worker import (
+    HOST_IP,
+    NODE_NAME,
+    PodWorker,
+    Runtime,
+    delete_pod_object,
+    log_path,
+)
 
 __all__ = ["HOST_IP", "NODE_NAME", "Kubelet", "log_path"]
 
@@ -73,16 +81,16 @@ class Kubelet:
     ) -> None:
         self.mode = detect_mode(mode)
         self.claims_dir = Path(work_dir) / "volumes"
-        self._core = client.CoreV1Api(api_client)
+        self._rest = Rest(api_client)
         self._rt = Runtime(
-            core=self._core,
+            rest=self._rest,
             mode=self.mode,
             log_dir=Path(log_dir),
             pods_dir=Path(work_dir) / "pods",
             claims_dir=self.claims_dir,
-            get_secret=self._getter(self._core.read_namespaced_secret),
-            get_configmap=self._getter(self._core.read_namespaced_config_map),
-            get_claim=self._getter(self._core.read_namespaced_persistent_volume_claim),
+            get_secret=self._getter("secrets"),
+            get_configmap=self._getter("configmaps"),
+            get_claim=self._getter("persistentvolumeclaims"),
             extra_env=dict(extra_env or {}),
         )
         self._workers: dict[str, PodWorker] = {}
@@ -91,8 +99,8 @@ class Kubelet:
         self._stopping = False
         self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubelet-api")
         self._bind_subresource = True
-        self.claims = ClaimBinder(api_client, self.claims_dir)
-        self.pods = Informer("pods", self._core.list_pod_for_all_namespaces, self._on_pod)
+        self.claims = ClaimBinder(self._rest, self.claims_dir)
+        self.pods = Informer("pods", self._rest, path("pods"), self._on_pod)
 
     def start(self) -> None:
         log.info("kubelet: node %s, containers run in %s mode", NODE_NAME, self.mode)
@@ -193,15 +201,13 @@ class Kubelet:
     def _bind(self, name: str, ns: str) -> bool:
         """Assign the pod to this node: the ``binding`` subresource, else a spec patch."""
         if self._bind_subresource:
-            body = client.V1Binding(
-                metadata=client.V1ObjectMeta(name=name),
-                target=client.V1ObjectReference(api_version="v1", kind="Node", name=NODE_NAME),
-            )
+            body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME}}
             try:
-                call(self._core.create_namespaced_pod_binding, name, ns, body)
+                self._rest.call("POST", path("pods", ns, name, "binding"), body)
                 return True
             except ApiException as exc:
-                if exc.status not in (404, 405) or self._getter(self._core.read_namespaced_pod)(
+                if exc.status not in (404, 405) or self._getter("pods")(
                     ns, name
                 ) is None:  # a failure, or the pod is gone: nothing to bind
                     if exc.status not in (404, 409):
@@ -211,8 +217,8 @@ class Kubelet:
                          exc.status)
                 self._bind_subresource = False
         try:
-            call(self._core.patch_namespaced_pod, name, ns,
-                 {"spec": {"nodeName": NODE_NAME}}, _content_type=MERGE_PATCH)
+            self._rest.call("PATCH", path("pods", ns, name), {"spec": {"nodeName": NODE_NAME}},
+                            MERGE_PATCH)
             return True
         except ApiException as exc:
             if exc.status != 404:
@@ -222,23 +228,18 @@ class Kubelet:
     def _remove(self, pod: dict) -> None:
         """Finish the deletion of a pod with no running container."""
         meta = pod["metadata"]
-        body = client.V1DeleteOptions(
-            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
-        )
         try:
-            call(self._core.delete_namespaced_pod, meta["name"], meta.get("namespace") or "default",
-                 body=body)
+            delete_pod_object(self._rest, meta.get("namespace") or "default", meta["name"],
+                              meta["uid"])
         except ApiException as exc:
             if exc.status not in (404, 409):
                 log.warning("deleting pod %s failed: %s", meta["name"], exc)
 
-    def _getter(self, read):  # noqa: ANN001, ANN202 - a read_namespaced_* method
+    def _getter(self, resource: str) -> Callable[[str, str], dict | None]:
         def get(namespace: str, name: str) -> dict | None:
             try:
-                return call(read, name, namespace)
+                return self._rest.get(path(resource, namespace, name))
             except ApiException as exc:
-                if exc.status == 404:
-                    return None
                 raise ConfigError(f"reading {name!r}: {exc.status} {exc.reason}") from exc
             except Exception as exc:  # noqa: BLE001 - API unreachable: retry later
                 raise ConfigError(f"reading {name!r}: {exc}") from exc

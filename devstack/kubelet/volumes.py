@@ -19,16 +19,14 @@ import os
 import shutil
 from pathlib import Path
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from devstack.kubelet.informer import Informer, call
+from devstack.kubelet.informer import MERGE_PATCH, Informer, Rest, path
 from devstack.kubelet.podconfig import ConfigError, Getter, configmap_data, expand, secret_data
 from devstack.kubelet.sandbox import Mount
 
 log = logging.getLogger(__name__)
 
-MERGE_PATCH = "application/merge-patch+json"
 DEFAULT_MODE = 0o644  # Kubernetes' default for configMap and secret volumes
 
 
@@ -136,12 +134,10 @@ def container_mounts(
 class ClaimBinder:
     """Binds every PersistentVolumeClaim to a folder: status ``Bound`` with its capacity."""
 
-    def __init__(self, api_client: client.ApiClient, claims_dir: Path) -> None:
-        self._core = client.CoreV1Api(api_client)
+    def __init__(self, rest: Rest, claims_dir: Path) -> None:
+        self._rest = rest
         self._claims_dir = claims_dir
-        self.informer = Informer(
-            "pvcs", self._core.list_persistent_volume_claim_for_all_namespaces, self._on_event
-        )
+        self.informer = Informer("pvcs", rest, path("persistentvolumeclaims"), self._on_event)
 
     def start(self) -> None:
         self.informer.start()
@@ -166,10 +162,8 @@ class ClaimBinder:
             "capacity": dict((spec.get("resources") or {}).get("requests") or {}),
         }
         try:
-            call(
-                self._core.patch_namespaced_persistent_volume_claim_status,
-                name, ns, {"status": status}, _content_type=MERGE_PATCH,
-            )
+            self._rest.call("PATCH", path("persistentvolumeclaims", ns, name, "status"),
+                            {"status": status}, MERGE_PATCH)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("binding claim %s/%s failed: %s", ns, name, exc)

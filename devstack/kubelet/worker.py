@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from devstack.kubelet import status as st
-from devstack.kubelet.informer import call
+from devstack.kubelet.informer import MERGE_PATCH, Rest, path
 from devstack.kubelet.podconfig import ConfigError, EnvResolver, Getter, expand
 from devstack.kubelet.sandbox import (
     BWRAP,
@@ -32,7 +31,7 @@ from devstack.kubelet.sandbox import (
     bwrap_argv,
     rewrite_paths,
 )
-from devstack.kubelet.volumes import MERGE_PATCH, container_mounts, prepare_volumes
+from devstack.kubelet.volumes import container_mounts, prepare_volumes
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +45,17 @@ MAX_RESTART_BACKOFF = 10.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def delete_pod_object(rest: Rest, namespace: str, name: str, uid: str) -> None:
+    """Remove the pod object at once, only if it is still the pod with `uid`."""
+    rest.call("DELETE", path("pods", namespace, name),
+              {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
+
+
 @dataclass
 class Runtime:
     """What every pod worker shares: API access, folders and the sandbox mode."""
 
-    core: client.CoreV1Api
+    rest: Rest
     mode: str
     log_dir: Path
     pods_dir: Path
@@ -231,11 +236,8 @@ class PodWorker:
             self._remove_pod_object()
 
     def _remove_pod_object(self) -> None:
-        body = client.V1DeleteOptions(
-            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)
-        )
         try:
-            call(self.rt.core.delete_namespaced_pod, self.name, self.namespace, body=body)
+            delete_pod_object(self.rt.rest, self.namespace, self.name, self.uid)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 log.warning("pod %s/%s: final delete failed: %s", self.namespace, self.name, exc)
@@ -404,10 +406,8 @@ class PodWorker:
                 return
             body = {"status": self._status()}
             try:
-                call(
-                    self.rt.core.patch_namespaced_pod_status,
-                    self.name, self.namespace, body, _content_type=MERGE_PATCH,
-                )
+                self.rt.rest.call("PATCH", path("pods", self.namespace, self.name, "status"),
+                                  body, MERGE_PATCH)
             except ApiException as exc:
                 if exc.status == 404:
                     self._quiet = True  # the pod object is gone; nothing left to report to

@@ -378,10 +378,10 @@ def test_auth_headers_are_asked_for_again_only_every_few_seconds(monkeypatch):
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     now = [1000.0]
     monkeypatch.setattr(kube.time, "monotonic", lambda: now[0])
-    auth = kube._Auth(configuration)
+    auth = kube.AuthHeaders(configuration)
     assert auth.headers() == {"authorization": "Bearer first"}
     configuration.api_key["BearerToken"] = "rotated"
-    now[0] += kube._Auth.REFRESH_SECONDS - 0.1
+    now[0] += kube.AuthHeaders.REFRESH_SECONDS - 0.1
     assert auth.headers() == {"authorization": "Bearer first"}
     now[0] += 0.1
     assert auth.headers() == {"authorization": "Bearer rotated"}
