@@ -23,10 +23,17 @@ def admitted(configmap: dict) -> list[str]:
 
 def with_slot(configmap: dict, workflow: str, max_jobs: int) -> dict | None:
     """The ConfigMap with `workflow` admitted; None when it already is or no slot is free."""
+    return with_slots(configmap, [workflow], max_jobs)
+
+
+def with_slots(configmap: dict, workflows: Iterable[str], max_jobs: int) -> dict | None:
+    """The ConfigMap with as many of `workflows` admitted as fit, in order; None if none."""
     current = admitted(configmap)
-    if workflow in current or len(current) >= max_jobs:
-        return None
-    return _with(configmap, [*current, workflow])
+    names = list(current)
+    for workflow in workflows:
+        if workflow not in names and len(names) < max_jobs:
+            names.append(workflow)
+    return None if names == current else _with(configmap, names)
 
 
 def without(configmap: dict, workflows: Iterable[str]) -> dict | None:
@@ -56,9 +63,14 @@ class Slots:
     The threads of one process take turns on it: between themselves they could
     only conflict, and in a burst of adds each conflict cost an admission a
     read, a write and a pause. Other processes still meet the compare-and-set.
+    The takes that wait for their turn are made together by the next thread to
+    get it, with one read and one write: in a burst, the tenth admission no
+    longer waits for nine writes before its own.
     """
 
     _turn = threading.Lock()
+    _waiting: dict[str, list[_Take]] = {}  # namespace -> takes not yet made, in order
+    _waiting_lock = threading.Lock()
 
     def __init__(self, kube: Kube, namespace: str):
         self.kube = kube
@@ -83,22 +95,36 @@ class Slots:
         One read decides a full house (the common case under load): whoever frees
         a slot next admits from the queue.
         """
+        mine = _Take(workflow)
+        with self._waiting_lock:
+            self._waiting.setdefault(self.namespace, []).append(mine)
         with self._turn:
-            return self._take(workflow, max_jobs)
+            if not mine.done.is_set():
+                with self._waiting_lock:
+                    batch = self._waiting.pop(self.namespace, [])
+                self._take_together(batch, max_jobs)
+        if mine.error is not None:
+            raise mine.error
+        self.seen = mine.configmap
+        return workflow in admitted(mine.configmap)
 
-    def _take(self, workflow: str, max_jobs: int) -> bool:
-        configmap = self.read()
-        holders = admitted(configmap)
-        if workflow in holders:
-            return True
-        if len(holders) >= max_jobs:
-            return False
-        taken = self.kube.update("ConfigMap", self.namespace, NAME,
-                                 lambda cm: with_slot(cm, workflow, max_jobs), known=configmap)
-        if taken is not None:
-            self.seen = taken
-            return True
-        return workflow in self.current()
+    def _take_together(self, batch: list[_Take], max_jobs: int) -> None:
+        """Admit as many of `batch` as fit, in order, with one compare-and-set."""
+        names = [take.workflow for take in batch]
+        try:
+            configmap = self.read()
+            if with_slots(configmap, names, max_jobs) is not None:
+                configmap = self.kube.update(
+                    "ConfigMap", self.namespace, NAME,
+                    lambda cm: with_slots(cm, names, max_jobs), known=configmap) or self.read()
+        except Exception as error:  # each waiting handler answers for its own event
+            for take in batch:
+                take.error = error
+                take.done.set()
+            raise
+        for take in batch:
+            take.configmap = configmap
+            take.done.set()
 
     def release(self, workflows: Iterable[str]) -> None:
         """Free the slots `workflows` hold (none of them holding one writes nothing)."""
@@ -110,3 +136,13 @@ class Slots:
                                         lambda cm: without(cm, names))
         if released is not None:
             self.seen = released
+
+
+class _Take:
+    """One thread's wish for a slot, made by whichever thread gets the turn first."""
+
+    def __init__(self, workflow: str):
+        self.workflow = workflow
+        self.done = threading.Event()
+        self.configmap: dict = {}
+        self.error: Exception | None = None

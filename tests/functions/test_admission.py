@@ -19,7 +19,7 @@ from functions.configure import app as configure
 from shared import events, settings
 from shared import workflow as wf
 from shared.app import Stage
-from shared.kube import Conflict, Kube, api_client
+from shared.kube import Conflict, Kube, KubeError, api_client
 from tests.functions.conftest import environment
 from tests.functions.harness import Functions, Relay, finished, resource_event
 from tests.unit.helpers import create_workflow
@@ -184,3 +184,68 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
         future.result()  # raises what a release raised
     assert sorted(admission.Slots(kube, namespace).current()) == arriving
     assert counting.conflicts == 0
+
+
+class CountingWrites(Kube):
+    """Counts the writes (replacements) it makes."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.writes = 0
+
+    def replace(self, obj: dict, subresource: str = "") -> dict:
+        self.writes += 1
+        return super().replace(obj, subresource)
+
+
+def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: EmbeddedCluster,
+                                                                     kube: Kube):
+    namespace = "together"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    admission.Slots(kube, namespace).take("first", max_jobs=4)
+    counting = CountingWrites(api_client(str(cluster.kubeconfig)))
+    arriving = [f"new-{i}" for i in range(6)]
+    with admission.Slots._turn:  # the turn is busy while all six arrive
+        with ThreadPoolExecutor(6) as pool:
+            taken = {name: pool.submit(admission.Slots(counting, namespace).take, name, 4)
+                     for name in arriving}
+            deadline = time.monotonic() + 10
+            while len(admission.Slots._waiting.get(namespace, [])) < 6:
+                assert time.monotonic() < deadline, "the takes never queued up"
+                time.sleep(0.005)
+            admission.Slots._turn.release()
+            try:
+                results = {name: future.result(timeout=10) for name, future in taken.items()}
+            finally:
+                admission.Slots._turn.acquire()
+    holders = admission.Slots(kube, namespace).current()
+    assert counting.writes == 1
+    assert len(holders) == 4 and holders[0] == "first"
+    assert sorted(name for name, held in results.items() if held) == sorted(holders[1:])
+    assert sum(results.values()) == 3
+
+
+def test_a_failed_take_fails_every_take_it_was_making(cluster: EmbeddedCluster, kube: Kube):
+    namespace = "together-failing"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+
+    class Refusing(Kube):
+        def replace(self, obj: dict, subresource: str = "") -> dict:
+            raise KubeError("throttled", status=429)
+
+    refusing = Refusing(api_client(str(cluster.kubeconfig)))
+    with admission.Slots._turn:
+        with ThreadPoolExecutor(3) as pool:
+            taken = [pool.submit(admission.Slots(refusing, namespace).take, f"w-{i}", 4)
+                     for i in range(3)]
+            deadline = time.monotonic() + 10
+            while len(admission.Slots._waiting.get(namespace, [])) < 3:
+                assert time.monotonic() < deadline, "the takes never queued up"
+                time.sleep(0.005)
+            admission.Slots._turn.release()
+            try:
+                errors = [future.exception(timeout=10) for future in taken]
+            finally:
+                admission.Slots._turn.acquire()
+    assert all(isinstance(error, KubeError) and error.status == 429 for error in errors)
+    assert admission.Slots(kube, namespace).current() == []
