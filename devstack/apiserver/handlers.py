@@ -19,7 +19,7 @@ from . import discovery, logs, protobuf, tables
 from .api import API
 from .errors import ApiError, bad_request, gone
 from .resources import ResourceType
-from .store import Gone, Watcher
+from .store import Gone, Watcher, watch_line
 
 log = logging.getLogger(__name__)
 BOOKMARK_EVERY = 5.0        # seconds of silence before a watch sends a BOOKMARK
@@ -312,8 +312,7 @@ class Handler(BaseHTTPRequestHandler):
                                 query.get("fieldSelector"), initial_end=initial and bookmarks)
         except Gone as e:
             self._start_stream()
-            self._chunk(json.dumps({"type": "ERROR", "object": gone(str(e)).status()})
-                        .encode() + b"\n")
+            self._chunk(watch_line("ERROR", gone(str(e)).status()))
             self._end_stream()
             return
         self._start_stream()
@@ -350,15 +349,15 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             if item is None:
                 return
-            kind, obj = item
+            kind, obj, _ = item
             if kind == "BOOKMARK":
                 self._chunk(self._bookmark(rt, obj, True))
+            elif as_table:    # kubectl get -w: one-row tables, column definitions once
+                self._chunk(watch_line(kind, tables.table(
+                    rt, [obj], obj["metadata"]["resourceVersion"], "Metadata", columns=first)))
+                first = False
             else:
-                if as_table:    # kubectl get -w: one-row tables, column definitions once
-                    obj = tables.table(rt, [obj], obj["metadata"]["resourceVersion"],
-                                       "Metadata", columns=first)
-                    first = False
-                self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                self._chunk(Watcher.line(item))
             quiet_since = time.monotonic()
 
     @staticmethod
@@ -366,8 +365,8 @@ class Handler(BaseHTTPRequestHandler):
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return json.dumps({"type": "BOOKMARK", "object": {
-            "kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}}).encode() + b"\n"
+        return watch_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
+                                       "metadata": meta})
 
     def _log(self, ns: str, name: str, query: dict[str, str]) -> None:
         api = self.app.api

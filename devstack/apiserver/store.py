@@ -12,7 +12,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,14 @@ class Event:
     obj: Obj
     old: Obj | None            # previous version for MODIFIED and DELETED
     rv: int
+    # The watch line of each type this event went out as, encoded by the first watch
+    # to send it: every watch of the kind sends the same bytes.
+    lines: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+
+def watch_line(kind: str, obj: Any) -> bytes:
+    """One line of a watch stream."""
+    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
 
 
 class Gone(Exception):
@@ -43,7 +51,11 @@ class CASFailed(Exception):
 
 
 class Watcher:
-    """One watch: a queue filled by the store under its lock; ``None`` ends it."""
+    """One watch: a queue filled by the store under its lock; ``None`` ends it.
+
+    Items are ``(type, object, lines)``, ``lines`` being the event's shared memo of
+    encoded lines (see :meth:`line`), or whole Events for a ``raw`` watch.
+    """
 
     def __init__(self, store: Store, bucket: str | None, namespace: str | None,
                  match: Callable[[Obj], bool] | None, raw: bool = False) -> None:
@@ -64,15 +76,24 @@ class Watcher:
             self.queue.put(ev)
             return
         if self.match is None:
-            self.queue.put((ev.type, ev.obj))
+            self.queue.put((ev.type, ev.obj, ev.lines))
             return
         now = self.match(ev.obj)
         before = ev.old is not None and ev.type == "MODIFIED" and self.match(ev.old)
         if ev.type == "MODIFIED" and before != now:
             # Moving in or out of a selector looks like ADDED / DELETED to this watch.
-            self.queue.put(("ADDED", ev.obj) if now else ("DELETED", ev.obj))
+            self.queue.put(("ADDED" if now else "DELETED", ev.obj, ev.lines))
         elif now:
-            self.queue.put((ev.type, ev.obj))
+            self.queue.put((ev.type, ev.obj, ev.lines))
+
+    @staticmethod
+    def line(item: tuple[str, Obj, dict[str, bytes]]) -> bytes:
+        """The watch line of an item, encoded once for all the watches that send it."""
+        kind, obj, lines = item
+        found = lines.get(kind)
+        if found is None:
+            found = lines[kind] = watch_line(kind, obj)
+        return found
 
     def next(self, timeout: float | None) -> Any:
         """The next event; ``None`` when closed; raises queue.Empty on timeout."""
@@ -259,7 +280,7 @@ class Store:
               initial_end: bool = False) -> Watcher:
         """Watch from ``since`` (exclusive); ``None`` starts with ADDED for what exists.
 
-        ``initial_end`` queues ``("BOOKMARK", rv)`` after those ADDED events.
+        ``initial_end`` queues ``("BOOKMARK", rv, {})`` after those ADDED events.
         """
         w = Watcher(self, bucket, namespace, match, raw)
         with self._lock:
@@ -270,7 +291,7 @@ class Store:
                     for key in sorted(objs):
                         w.offer(Event("ADDED", b, objs[key], None, self._rv))
                 if initial_end:
-                    w.queue.put(("BOOKMARK", self._rv))
+                    w.queue.put(("BOOKMARK", self._rv, {}))
             elif since < self._oldest:
                 raise Gone(f"too old resource version: {since} ({self._oldest + 1})")
             else:

@@ -12,7 +12,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from devstack.apiserver import APIServer, handlers
-from devstack.apiserver.store import Gone, Store
+from devstack.apiserver.store import Gone, Store, Watcher
 
 from .conftest import wait_for
 
@@ -157,3 +157,26 @@ def test_stop_ends_open_watches_and_threads(tmp_path: Path) -> None:
     wait_for(done.is_set, timeout=3, what="watch stream to end after stop()")
     wait_for(lambda: threading.active_count() <= threads_before, timeout=3,
              what="every server thread to end")
+
+
+def test_every_watch_sends_the_same_line_encoded_once() -> None:
+    store = Store()
+    everything = store.watch("/configmaps", None, 0)
+    also = store.watch("/configmaps", None, 0)
+    labelled = store.watch("/configmaps", None, 0,
+                           match=lambda o: (o["metadata"].get("labels") or {}).get("a") == "1")
+    cm = {"metadata": {"name": "c", "namespace": "d", "uid": "u"}}
+    store.write("/configmaps", cm, None, create=True)
+    first, second = everything.next(0), also.next(0)
+    assert Watcher.line(first) is Watcher.line(second)  # one encoding, shared
+    assert json.loads(Watcher.line(first)) == {"type": "ADDED", "object": first[1]}
+
+    old = store.get("/configmaps", ("d", "c"))
+    store.write("/configmaps", {**old, "metadata": {**old["metadata"], "labels": {"a": "1"}}},
+                old["metadata"]["resourceVersion"])
+    modified, moved_in = everything.next(0), labelled.next(0)
+    assert json.loads(Watcher.line(modified))["type"] == "MODIFIED"
+    assert json.loads(Watcher.line(moved_in))["type"] == "ADDED"  # entered its selector
+    assert moved_in[1] is modified[1]
+    for watcher in (everything, also, labelled):
+        watcher.close()
