@@ -282,8 +282,10 @@ class Broker:
         if ttl <= 0:
             self._record("ttl_dropped", event, detail=f"{TTL_EXTENSION}={ttl}")
             return []
-        # The TTL travels beside the event; subscribers get the event without it.
-        event = replace(event, **{TTL_EXTENSION: None})
+        # The TTL travels beside the event; subscribers get the event without it. Only
+        # re-ingested replies carry one: a source's event is routed as it came.
+        if event.get_extension(TTL_EXTENSION) is not None:
+            event = replace(event, **{TTL_EXTENSION: None})
         attributes = attribute_strings(event)
         matched = [t for t in self.triggers if t.matches(attributes)]
         self._record("accepted", event, detail=",".join(t.name for t in matched))

@@ -280,6 +280,7 @@ def test_ttl_loop_guard_stops_a_reply_loop(manifests, subscriber_factory, broker
                               "knativebrokerttl": "5"}))
     assert broker.wait_idle(10)
     assert len(fn.received) == 5
+    assert all(r.header("ce-knativebrokerttl") is None for r in fn.received)  # never leaves
     assert broker.counters["ttl_dropped"] == 1
 
 
