@@ -272,6 +272,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     figures: list[Figure] = []
     for name in args.scenarios:
         print(f"[{time.time() - started:6.1f}s] {name} ...", file=sys.stderr, flush=True)
+        # The data paths leave a GiB or more of dirty pages; written back during the next
+        # scenario, they throttle every process that writes (the API server's journal).
+        os.sync()
         results["load_average"][f"before_{name}"] = load_average()
         try:
             raw, found = RUNNERS[name](args, workdir)
