@@ -198,31 +198,40 @@ class CountingWrites(Kube):
         return super().replace(obj, subresource)
 
 
+def takes_queued_behind_a_busy_turn(kube: Kube, namespace: str, names: list[str],
+                                    max_jobs: int) -> dict[str, bool | BaseException]:
+    """Each name's take, all started while the turn is busy and let go together."""
+    with admission.Slots._turn:
+        with ThreadPoolExecutor(len(names)) as pool:
+            taken = {name: pool.submit(admission.Slots(kube, namespace).take, name, max_jobs)
+                     for name in names}
+            deadline = time.monotonic() + 10
+            while len(admission.Slots._waiting.get(namespace, [])) < len(names):
+                assert time.monotonic() < deadline, "the takes never queued up"
+                time.sleep(0.005)
+            admission.Slots._turn.release()
+            try:
+                return {name: future.exception(timeout=10) or future.result()
+                        for name, future in taken.items()}
+            finally:
+                admission.Slots._turn.acquire()
+
+
 def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: EmbeddedCluster,
                                                                      kube: Kube):
     namespace = "together"
     client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
     admission.Slots(kube, namespace).take("first", max_jobs=4)
     counting = CountingWrites(api_client(str(cluster.kubeconfig)))
-    arriving = [f"new-{i}" for i in range(6)]
-    with admission.Slots._turn:  # the turn is busy while all six arrive
-        with ThreadPoolExecutor(6) as pool:
-            taken = {name: pool.submit(admission.Slots(counting, namespace).take, name, 4)
-                     for name in arriving}
-            deadline = time.monotonic() + 10
-            while len(admission.Slots._waiting.get(namespace, [])) < 6:
-                assert time.monotonic() < deadline, "the takes never queued up"
-                time.sleep(0.005)
-            admission.Slots._turn.release()
-            try:
-                results = {name: future.result(timeout=10) for name, future in taken.items()}
-            finally:
-                admission.Slots._turn.acquire()
+
+    results = takes_queued_behind_a_busy_turn(counting, namespace,
+                                              [f"new-{i}" for i in range(6)], max_jobs=4)
+
     holders = admission.Slots(kube, namespace).current()
     assert counting.writes == 1
     assert len(holders) == 4 and holders[0] == "first"
-    assert sorted(name for name, held in results.items() if held) == sorted(holders[1:])
-    assert sum(results.values()) == 3
+    assert sorted(name for name, held in results.items() if held is True) == sorted(holders[1:])
+    assert sorted(results.values()) == [False, False, False, True, True, True]
 
 
 def test_a_failed_take_fails_every_take_it_was_making(cluster: EmbeddedCluster, kube: Kube):
@@ -234,18 +243,8 @@ def test_a_failed_take_fails_every_take_it_was_making(cluster: EmbeddedCluster, 
             raise KubeError("throttled", status=429)
 
     refusing = Refusing(api_client(str(cluster.kubeconfig)))
-    with admission.Slots._turn:
-        with ThreadPoolExecutor(3) as pool:
-            taken = [pool.submit(admission.Slots(refusing, namespace).take, f"w-{i}", 4)
-                     for i in range(3)]
-            deadline = time.monotonic() + 10
-            while len(admission.Slots._waiting.get(namespace, [])) < 3:
-                assert time.monotonic() < deadline, "the takes never queued up"
-                time.sleep(0.005)
-            admission.Slots._turn.release()
-            try:
-                errors = [future.exception(timeout=10) for future in taken]
-            finally:
-                admission.Slots._turn.acquire()
-    assert all(isinstance(error, KubeError) and error.status == 429 for error in errors)
+    errors = takes_queued_behind_a_busy_turn(refusing, namespace, ["w-0", "w-1", "w-2"], 4)
+
+    assert all(isinstance(error, KubeError) and error.status == 429
+               for error in errors.values())
     assert admission.Slots(kube, namespace).current() == []
