@@ -102,6 +102,8 @@ class Slots:
             if not mine.done.is_set():
                 with self._waiting_lock:
                     batch = self._waiting.pop(self.namespace, [])
+                if mine not in batch:  # taken off the list by a thread that died on it
+                    batch.append(mine)
                 self._take_together(batch, max_jobs)
         if mine.error is not None:
             raise mine.error
