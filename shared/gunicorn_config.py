@@ -6,19 +6,11 @@ what a command line cannot say.
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 
 def post_worker_init(worker: Any) -> None:
-    """Warm the app up before the worker takes its first request.
-
-    Then leave what the worker has built (its imports, the app, the client) out of
-    later garbage collections: a full one over an imported app took 20 ms, and the
-    worker answers nothing meanwhile.
-    """
+    """Warm the app up before the worker takes its first request."""
     warm_up = worker.wsgi.config.get("c2d_warm_up")
     if warm_up is not None:
         warm_up()
-    gc.collect()
-    gc.freeze()

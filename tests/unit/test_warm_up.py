@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from types import SimpleNamespace
 
@@ -13,13 +12,6 @@ from functions.configure import app as configure
 from shared import gunicorn_config, templates
 
 from .helpers import load_settings
-
-
-@pytest.fixture(autouse=True)
-def unfrozen():
-    """The hook freezes the collector's view of this process; give it back after."""
-    yield
-    gc.unfreeze()
 
 
 @pytest.fixture
@@ -50,11 +42,3 @@ def test_a_failed_warm_up_is_logged_and_the_worker_still_starts(tmp_path, caplog
 
 def test_an_app_without_a_warm_up_is_left_alone():
     gunicorn_config.post_worker_init(SimpleNamespace(wsgi=SimpleNamespace(config={})))
-
-
-def test_what_the_worker_built_is_left_out_of_later_collections(clients):
-    app = configure.build(config=load_settings({}))
-    frozen_before = gc.get_freeze_count()
-    gunicorn_config.post_worker_init(SimpleNamespace(wsgi=app))
-    assert gc.get_freeze_count() > frozen_before
-    assert not any(found is app for found in gc.get_objects())
