@@ -59,9 +59,12 @@ class Kind:
     group: str
     version: str
 
-    def path(self, namespace: str, name: str | None = None, subresource: str = "") -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        path = f"{base}/namespaces/{quote(namespace, safe='')}/{self.resource}"
+    def path(self, namespace: str | None, name: str | None = None, subresource: str = "") -> str:
+        """The object's path (the collection's without a name; all namespaces' without one)."""
+        path = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace is not None:
+            path += f"/namespaces/{quote(namespace, safe='')}"
+        path += f"/{self.resource}"
         if name is not None:
             path += f"/{quote(name, safe='')}"
         return f"{path}/{subresource}" if subresource else path
@@ -99,10 +102,9 @@ class Kube:
     def __init__(self, api: client.ApiClient | None = None,
                  permissions: Iterable[Permission] | None = None, timeout: float = 10.0):
         self.api = api or api_client()
-        self.host = self.api.configuration.host.rstrip("/")
+        self.http = ApiHttp(self.api)
         self.permissions = frozenset(permissions) if permissions is not None else None
         self.timeout = timeout
-        self._auth = AuthHeaders(self.api.configuration)
 
     # ------------------------------------------------------------ plumbing
 
@@ -123,24 +125,10 @@ class Kube:
 
     def _request(self, method: str, path: str, what: str, body: Any = None,
                  accept: str = "application/json", **query: Any) -> bytes:
-        """One HTTP request through the client's configuration (auth, TLS, pool).
-
-        Straight to the client's connection pool: c2d reads and writes plain JSON,
-        and the client's own request path (its typed API classes, ~23 MB per worker;
-        its body walk and per-call auth refresh, a third of an admission's CPU) does
-        nothing for it.
-        """
-        params = [(k, v) for k, v in query.items() if v is not None]
-        url = self.host + path + (f"?{urlencode(params)}" if params else "")
-        headers = {"Accept": accept, **self._auth.headers()}
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
+        """One HTTP request; the body of a 2xx answer, else KubeError."""
         try:
-            response = self.api.rest_client.pool_manager.request(
-                method, url, body=payload, headers=headers, retries=False,
-                timeout=urllib3.Timeout(total=self.timeout))
+            response = self.http.send(method, path, body, accept=accept,
+                                      timeout=urllib3.Timeout(total=self.timeout), **query)
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise KubeError(f"{what}: API unreachable: {error}") from None
         if not 200 <= response.status < 300:
@@ -265,6 +253,37 @@ class Kube:
                     time.sleep(min(0.005 * 2 ** (attempt - 1), 0.2))
         raise Conflict(f"{kind} {namespace}/{name}: still conflicting after {attempts} attempts",
                        status=409, reason="Conflict")
+
+
+class ApiHttp:
+    """Plain JSON requests through an official client's configuration: its host, auth, TLS
+    and connection pool.
+
+    Not through the client's own request path: c2d reads and writes plain JSON, and
+    that path (its typed API classes, ~23 MB per worker; pydantic validation of every
+    argument, its body walk and per-call auth refresh, a third of an admission's CPU)
+    does nothing for it.
+    """
+
+    def __init__(self, api: client.ApiClient):
+        self.host = api.configuration.host.rstrip("/")
+        self._pool = api.rest_client.pool_manager
+        self._auth = AuthHeaders(api.configuration)
+
+    def send(self, method: str, path: str, body: Any = None, *,
+             content_type: str = "application/json", accept: str = "application/json",
+             timeout: urllib3.Timeout, preload: bool = True,
+             **query: Any) -> urllib3.BaseHTTPResponse:
+        """The answer, whatever its status; `preload=False` leaves the body to stream."""
+        params = [(k, v) for k, v in query.items() if v is not None]
+        url = self.host + path + (f"?{urlencode(params)}" if params else "")
+        headers = {"Accept": accept, **self._auth.headers()}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = content_type
+        return self._pool.request(method, url, body=payload, headers=headers, retries=False,
+                                  timeout=timeout, preload_content=preload)
 
 
 class AuthHeaders:

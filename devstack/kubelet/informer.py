@@ -17,14 +17,13 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from shared.kube import AuthHeaders
+from shared.kube import ApiHttp, Kind
 
 log = logging.getLogger(__name__)
 
@@ -42,43 +41,30 @@ CALL_TIMEOUT = 30.0
 def path(resource: str, namespace: str | None = None, name: str | None = None,
          subresource: str = "", group: str = "") -> str:
     """``/api/v1/...`` or ``/apis/<group>/v1/...`` for a resource (all namespaces without one)."""
-    found = f"/apis/{group}/v1" if group else "/api/v1"
-    if namespace is not None:
-        found += f"/namespaces/{quote(namespace, safe='')}"
-    found += f"/{resource}"
-    if name is not None:
-        found += f"/{quote(name, safe='')}"
-    return f"{found}/{subresource}" if subresource else found
+    return Kind(resource, group, "v1").path(namespace, name, subresource)
 
 
 class Rest:
-    """JSON calls through an official client's configuration: its host, auth, TLS and pool.
+    """JSON calls for the embedded controllers, through shared.kube.ApiHttp.
 
-    Not through its typed methods: those validate every argument with pydantic and
-    walk every body, 0.1-0.2 ms of CPU a call in the stack's own process, which also
-    runs the Broker and the sources. A non-2xx answer raises the client's ApiException.
+    Not through the official client's typed methods: those validate every argument
+    with pydantic and walk every body, 0.1-0.2 ms of CPU a call in the stack's own
+    process, which also runs the Broker and the sources. A non-2xx answer raises the
+    client's ApiException, as the typed methods do.
     """
 
     def __init__(self, api_client: client.ApiClient) -> None:
-        self.host = api_client.configuration.host.rstrip("/")
-        self._pool = api_client.rest_client.pool_manager
-        self._auth = AuthHeaders(api_client.configuration)
+        self._http = ApiHttp(api_client)
 
-    def open(self, method: str, where: str, body: Any = None, content_type: str = "",
-             timeout: float | None = CALL_TIMEOUT, **query: Any) -> urllib3.BaseHTTPResponse:
+    def open(self, method: str, where: str, body: Any = None,
+             content_type: str = "application/json", timeout: float | None = CALL_TIMEOUT,
+             **query: Any) -> urllib3.BaseHTTPResponse:
         """The response, its body unread (for watches); the caller releases it."""
-        params = [(k, v) for k, v in query.items() if v is not None]
-        url = self.host + where + (f"?{urlencode(params)}" if params else "")
-        headers = {"Accept": "application/json", **self._auth.headers()}
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = content_type or "application/json"
-        return self._pool.request(method, url, body=payload, headers=headers, retries=False,
-                                  preload_content=False, timeout=urllib3.Timeout(read=timeout))
+        return self._http.send(method, where, body, content_type=content_type,
+                               timeout=urllib3.Timeout(read=timeout), preload=False, **query)
 
-    def call(self, method: str, where: str, body: Any = None, content_type: str = "",
-             **query: Any) -> dict:
+    def call(self, method: str, where: str, body: Any = None,
+             content_type: str = "application/json", **query: Any) -> dict:
         """The decoded answer; ApiException when it is not a 2xx."""
         resp = self.open(method, where, body, content_type, **query)
         try:
