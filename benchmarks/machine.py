@@ -59,8 +59,8 @@ def speed_probe(rounds: int = 5) -> float:
 
     The shared VMs these benchmarks run on change speed: the same commit measured
     add->configure in the burst at 38-43 ms and, an hour later, at 63-91 ms. The probe
-    is recorded with the figures so that runs can be compared on it; whether it
-    follows every such change (CPU, not disk or scheduling) is still to be seen.
+    is recorded with the figures, but it read about 20 ms in both kinds of hour: it
+    rules out a slower CPU, not the other changes (benchmarks/README.md).
     """
     text = json.dumps(_PROBE_DOCUMENT)
     times = []
