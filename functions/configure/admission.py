@@ -1,20 +1,25 @@
 """Admission: at most `maxJobs` workflows hold a slot, whatever the number of instances.
 
-The slots live in one ConfigMap, `c2d-admission`, whose `admitted` key lists
+The slots live in the ConfigMap `c2d-environment`, whose `admitted` key lists
 the workflows holding one. Taking or releasing a slot is a compare-and-set on
-that object (its resourceVersion), never a counter in memory.
+that object (its resourceVersion), never a counter in memory. The same write
+keeps the object's announcement current (`environment.json`, given by
+`Slots.announce`): its `currentJobs` is the number admitted by construction,
+and a slot changing hands costs no second object to read and write.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from functions.configure import environment
 from shared.kube import Kube
 
-NAME = "c2d-admission"
-ENVIRONMENT = "c2d-environment"
+NAME = environment.CONFIGMAP
+
+Change = Callable[[dict], "dict | None"]
 
 
 def admitted(configmap: dict) -> list[str]:
@@ -50,11 +55,32 @@ def _with(configmap: dict, names: list[str]) -> dict:
                                   "admitted": json.dumps(names)}}
 
 
-def empty(namespace: str) -> dict:
+def empty(namespace: str, announce: Callable[[int], dict] | None = None) -> dict:
+    """The ConfigMap with no slot taken (and the announcement saying so, when given)."""
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": NAME, "namespace": namespace,
                          "labels": {"app.kubernetes.io/managed-by": "c2d"}},
-            "data": {"admitted": "[]"}}
+            "data": {"admitted": "[]", **(_announced(announce, 0) if announce else {})}}
+
+
+def announcing(change: Change, announce: Callable[[int], dict]) -> Change:
+    """`change`, with `environment.json` following the slots it leaves.
+
+    A change of no slot still writes when the announcement is stale (the
+    settings changed since it was written).
+    """
+    def changed(configmap: dict) -> dict | None:
+        new = change(configmap)
+        base = configmap if new is None else new
+        data = {**(base.get("data") or {}), **_announced(announce, len(admitted(base)))}
+        if new is None and data == configmap.get("data"):
+            return None
+        return {**base, "data": data}
+    return changed
+
+
+def _announced(announce: Callable[[int], dict], count: int) -> dict[str, str]:
+    return {environment.KEY: environment.dumps(announce(count))}
 
 
 class Slots:
@@ -72,19 +98,29 @@ class Slots:
     _waiting: dict[str, list[_Take]] = {}  # namespace -> takes not yet made, in order
     _waiting_lock = threading.Lock()
 
-    def __init__(self, kube: Kube, namespace: str):
+    def __init__(self, kube: Kube, namespace: str,
+                 announce: Callable[[int], dict] | None = None):
         self.kube = kube
         self.namespace = namespace
+        self.announce = announce  # number admitted -> the announcement; None: leave it as is
         self.seen: dict | None = None  # the ConfigMap as last read or written here
 
     def read(self) -> dict:
         """The ConfigMap, created empty when missing."""
-        self.seen = self.kube.get_or_create(empty(self.namespace))
+        self.seen = self.kube.get_or_create(empty(self.namespace, self.announce))
         return self.seen
 
-    def latest(self) -> dict:
-        """The ConfigMap as this object last saw it (its own writes included), else read."""
-        return self.seen if self.seen is not None else self.read()
+    def publish(self) -> None:
+        """Rewrite a stale announcement (the settings changed since it was written)."""
+        self.seen = self._write(lambda cm: None) or self.seen
+
+    def _changed(self, change: Change) -> Change:
+        return change if self.announce is None else announcing(change, self.announce)
+
+    def _write(self, change: Change, known: dict | None = None) -> dict | None:
+        """Compare-and-set `change` (None: nothing to write), with the announcement."""
+        return self.kube.update("ConfigMap", self.namespace, NAME, self._changed(change),
+                                known=known)
 
     def current(self) -> list[str]:
         return admitted(self.read())
@@ -116,9 +152,8 @@ class Slots:
         try:
             configmap = self.read()
             if with_slots(configmap, names, max_jobs) is not None:
-                configmap = self.kube.update(
-                    "ConfigMap", self.namespace, NAME,
-                    lambda cm: with_slots(cm, names, max_jobs), known=configmap) or self.read()
+                configmap = self._write(lambda cm: with_slots(cm, names, max_jobs),
+                                        known=configmap) or self.read()
         except Exception as error:  # each waiting handler answers for its own event
             for take in batch:
                 take.error = error
@@ -134,8 +169,7 @@ class Slots:
         if not names:
             return
         with self._turn:
-            released = self.kube.update("ConfigMap", self.namespace, NAME,
-                                        lambda cm: without(cm, names))
+            released = self._write(lambda cm: without(cm, names))
         if released is not None:
             self.seen = released
 

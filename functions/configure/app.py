@@ -31,21 +31,15 @@ def on_workflow_added(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     workflow = stage.workflow(added.namespace, added.name)
     if workflow is None:
         return None
-    slots = admission.Slots(stage.kube, wf.namespace(workflow))
-    reply = admit(workflow, stage, slots)
-    if reply is not None:
-        refresh_environment(stage, slots)
-    return reply
+    return admit(workflow, stage, slots_of(stage, wf.namespace(workflow)))
 
 
 def on_workflow_finished(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """A slot is free: release it and start the oldest queued workflow."""
     ref = events.workflow_ref(event)
-    slots = admission.Slots(stage.kube, ref.namespace)
+    slots = slots_of(stage, ref.namespace)
     slots.release([ref.name])
-    reply = admit_queued(stage, ref.namespace, slots)
-    refresh_environment(stage, slots)
-    return reply
+    return admit_queued(stage, ref.namespace, slots)
 
 
 def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
@@ -56,7 +50,7 @@ def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
 def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """Reconcile from the cluster: lost adds, finished Jobs, stale slots, the queue."""
     namespace = stage.settings.namespace
-    slots = admission.Slots(stage.kube, namespace)
+    slots = slots_of(stage, namespace)
     workflows = stage.workflows()
     for workflow in workflows:
         if not wf.status_code(workflow):
@@ -68,7 +62,7 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     live = {wf.name(w) for w in workflows if not wf.is_final(w)}
     slots.release(name for name in slots.current() if name not in live)
     reply = admit_queued(stage, namespace, slots)
-    publish_environment(stage, slots)
+    slots.publish()  # an announcement from before a change of settings
     return reply
 
 
@@ -135,31 +129,16 @@ def record_outcome(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None
     return stage.reply(events.CONFIGURE_FAILED, written, statusCode=wf.status_code(written))
 
 
-def current_environment(stage: Stage, slots: admission.Slots | None = None) -> dict:
-    """The announcement; `slots` as a handler just left them saves reading them again."""
-    if slots is None or slots.namespace != stage.settings.namespace:
-        slots = admission.Slots(stage.kube, stage.settings.namespace)
-    return environment.announcement(stage.settings, len(admission.admitted(slots.latest())))
+def slots_of(stage: Stage, namespace: str) -> admission.Slots:
+    """The admission slots of `namespace`; each write keeps the announcement with them."""
+    return admission.Slots(stage.kube, namespace,
+                           lambda count: environment.announcement(stage.settings, count))
 
 
-def refresh_environment(stage: Stage, slots: admission.Slots | None = None) -> None:
-    """Best effort after a slot changed hands: the tick corrects a failed refresh."""
-    try:
-        publish_environment(stage, slots)
-    except KubeError as error:
-        stage.log.warning("c2d-environment not refreshed: %s", error)
-
-
-def publish_environment(stage: Stage, slots: admission.Slots | None = None) -> dict:
-    """Keep c2d-environment current; returns the announcement."""
-    current = current_environment(stage, slots)
-    wanted = environment.configmap(stage.settings, current)
-    existing = stage.kube.get_or_create(wanted)
-    if existing.get("data") != wanted["data"]:
-        stage.kube.update("ConfigMap", stage.settings.namespace, environment.CONFIGMAP,
-                          lambda cm: {**cm, "data": wanted["data"]}
-                          if cm.get("data") != wanted["data"] else None, known=existing)
-    return current
+def current_environment(stage: Stage) -> dict:
+    """The announcement, counting the slots as they are now."""
+    slots = slots_of(stage, stage.settings.namespace)
+    return environment.announcement(stage.settings, len(slots.current()))
 
 
 def route(event: CloudEvent) -> Handler | None:

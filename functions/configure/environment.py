@@ -1,4 +1,8 @@
-"""The environment announcement operator-service reads (GET /environment, c2d-environment)."""
+"""The environment announcement operator-service reads (GET /environment, c2d-environment).
+
+The ConfigMap also holds the admission slots (`admission.py`), which keep the
+announcement's `currentJobs` with them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 from shared.settings import Settings
 
 CONFIGMAP = "c2d-environment"
+KEY = "environment.json"
 
 
 def announcement(settings: Settings, current_jobs: int) -> dict:
@@ -23,9 +28,6 @@ def announcement(settings: Settings, current_jobs: int) -> dict:
     }
 
 
-def configmap(settings: Settings, current: dict) -> dict:
-    """c2d-environment: the announcement as JSON, for readers without HTTP access."""
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": CONFIGMAP, "namespace": settings.namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "c2d"}},
-            "data": {"environment.json": json.dumps(current, sort_keys=True)}}
+def dumps(announcement: dict) -> str:
+    """The announcement as c2d-environment holds it, for readers without HTTP access."""
+    return json.dumps(announcement, sort_keys=True)

@@ -21,7 +21,7 @@ from shared import workflow as wf
 from shared.app import Stage
 from shared.kube import Conflict, Kube, KubeError, api_client
 from tests.functions.conftest import environment
-from tests.functions.harness import Functions, Relay, finished, resource_event
+from tests.functions.harness import Functions, Relay, finished, ping, resource_event
 from tests.unit.helpers import create_workflow
 
 ADMITTED = range(wf.CONFIGURING, wf.FINISHED)  # 20..62: holding a slot
@@ -113,33 +113,84 @@ def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, 
     assert kube.get("Job", namespace, "late-queued-configure") is not None
 
 
-class CountingReads(Kube):
-    """Counts the reads of each object by (kind, name)."""
+class Counting(Kube):
+    """Counts the reads and the writes (replacements) of each object, by (kind, name)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.reads: dict[tuple[str, str], int] = {}
+        self.writes: dict[tuple[str, str], int] = {}
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         self.reads[kind, name] = self.reads.get((kind, name), 0) + 1
         return super().get(kind, namespace, name)
 
+    def replace(self, obj: dict, subresource: str = "") -> dict:
+        key = obj["kind"], obj["metadata"]["name"]
+        self.writes[key] = self.writes.get(key, 0) + 1
+        return super().replace(obj, subresource)
 
-def test_the_announcement_counts_a_new_holder_from_the_slots_as_written(
+
+def configmaps(counts: dict[tuple[str, str], int]) -> dict[str, int]:
+    return {name: n for (kind, name), n in counts.items() if kind == "ConfigMap"}
+
+
+def test_a_slot_and_the_announcement_are_one_write(
         cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
     namespace = "announce"
     client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
     config = settings.load(environment(tmp_path, receiver, maxJobs="3", C2D_NAMESPACE=namespace))
-    counting = CountingReads(api_client(str(cluster.kubeconfig)))
+    counting = Counting(api_client(str(cluster.kubeconfig)))
     stage = Stage("configure", config, counting, logging.getLogger("test"))
     for name in ("first", "second"):
         workflow = create_workflow(kube, name, namespace)
         reply = configure.on_workflow_added(resource_event("add", workflow), stage)
         assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
     announced = kube.get("ConfigMap", namespace, configure.environment.CONFIGMAP)
+    assert admission.admitted(announced) == ["first", "second"]
     assert json.loads(announced["data"]["environment.json"])["currentJobs"] == 2
-    # One read of the slots per admission: the one the slot is taken on.
-    assert counting.reads["ConfigMap", admission.NAME] == 2
+    # Per admission one read and one write of a ConfigMap: the slot is taken and
+    # announced by the same compare-and-set.
+    assert configmaps(counting.reads) == {admission.NAME: 2}
+    assert configmaps(counting.writes) == {admission.NAME: 2}
+
+
+def test_the_tick_rewrites_an_announcement_made_under_older_settings(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = "announce-settings"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    before = settings.load(environment(tmp_path, receiver, maxJobs="3", C2D_NAMESPACE=namespace))
+    after = settings.load(environment(tmp_path, receiver, maxJobs="5", C2D_NAMESPACE=namespace))
+    configure.slots_of(Stage("configure", before, kube, logging.getLogger("test")),
+                       namespace).take("holder", max_jobs=3)
+    create_workflow(kube, "holder", namespace)
+
+    configure.on_tick(ping(), Stage("configure", after, kube, logging.getLogger("test")))
+
+    stored = kube.get("ConfigMap", namespace, configure.environment.CONFIGMAP)
+    assert json.loads(stored["data"]["environment.json"]) == \
+        configure.environment.announcement(after, 1)
+    assert admission.admitted(stored) == ["holder"]
+
+
+def test_a_released_slot_is_announced_by_the_same_write(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = "announce-release"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    config = settings.load(environment(tmp_path, receiver, maxJobs="3", C2D_NAMESPACE=namespace))
+    stage = Stage("configure", config, kube, logging.getLogger("test"))
+    configure.slots_of(stage, namespace).take("leaving", max_jobs=3)
+    counting = Counting(api_client(str(cluster.kubeconfig)))
+
+    finished = events.make(events.WORKFLOW_FINISHED, "/c2d/publish",
+                           {"metadata": {"name": "leaving", "namespace": namespace}})
+    configure.on_workflow_finished(finished, Stage("configure", config, counting,
+                                                   logging.getLogger("test")))
+
+    announced = kube.get("ConfigMap", namespace, configure.environment.CONFIGMAP)
+    assert admission.admitted(announced) == []
+    assert json.loads(announced["data"]["environment.json"])["currentJobs"] == 0
+    assert configmaps(counting.writes) == {admission.NAME: 1}
 
 
 class CountingConflicts(Kube):
@@ -186,18 +237,6 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
     assert counting.conflicts == 0
 
 
-class CountingWrites(Kube):
-    """Counts the writes (replacements) it makes."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.writes = 0
-
-    def replace(self, obj: dict, subresource: str = "") -> dict:
-        self.writes += 1
-        return super().replace(obj, subresource)
-
-
 def takes_queued_behind_a_busy_turn(kube: Kube, namespace: str, names: list[str],
                                     max_jobs: int) -> dict[str, bool | BaseException]:
     """Each name's take, all started while the turn is busy and let go together."""
@@ -222,13 +261,13 @@ def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: Emb
     namespace = "together"
     client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
     admission.Slots(kube, namespace).take("first", max_jobs=4)
-    counting = CountingWrites(api_client(str(cluster.kubeconfig)))
+    counting = Counting(api_client(str(cluster.kubeconfig)))
 
     results = takes_queued_behind_a_busy_turn(counting, namespace,
                                               [f"new-{i}" for i in range(6)], max_jobs=4)
 
     holders = admission.Slots(kube, namespace).current()
-    assert counting.writes == 1
+    assert counting.writes == {("ConfigMap", admission.NAME): 1}
     assert len(holders) == 4 and holders[0] == "first"
     assert sorted(name for name, held in results.items() if held is True) == sorted(holders[1:])
     assert sorted(results.values()) == [False, False, False, True, True, True]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from functions.configure import admission
+from functions.configure import admission, environment
 
 
 def holding(*names: str) -> dict:
@@ -33,3 +35,33 @@ def test_with_slot_is_one_wish() -> None:
 def test_without() -> None:
     assert admission.admitted(admission.without(holding("x", "a", "b"), ["a", "z"])) == ["x", "b"]
     assert admission.without(holding("x"), ["z"]) is None
+
+
+def counted(count: int) -> dict:
+    return {"currentJobs": count}
+
+
+def announced(configmap: dict) -> dict:
+    return json.loads(configmap["data"][environment.KEY])
+
+
+def test_a_change_of_slots_announces_the_slots_it_leaves() -> None:
+    take = admission.announcing(lambda cm: admission.with_slot(cm, "a", 3), counted)
+    written = take(holding("x"))
+    assert admission.admitted(written) == ["x", "a"]
+    assert announced(written) == {"currentJobs": 2}
+    release = admission.announcing(lambda cm: admission.without(cm, ["x"]), counted)
+    assert announced(release(written)) == {"currentJobs": 1}
+
+
+def test_an_announcement_is_written_only_when_stale() -> None:
+    unchanged = admission.announcing(lambda cm: None, counted)
+    current = admission.empty("default", counted)
+    assert announced(current) == {"currentJobs": 0}
+    assert unchanged(current) is None
+    settings_changed = admission.announcing(lambda cm: None,
+                                            lambda count: {"currentJobs": count, "maxJobs": 9})
+    assert announced(settings_changed(current)) == {"currentJobs": 0, "maxJobs": 9}
+    holding_a = admission.announcing(lambda cm: admission.with_slot(cm, "a", 1), counted)(current)
+    full_house = admission.announcing(lambda cm: admission.with_slot(cm, "b", 1), counted)
+    assert full_house(holding_a) is None
