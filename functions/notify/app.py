@@ -25,9 +25,12 @@ KINDS = {events.WORKFLOW_STARTED: "start", events.WORKFLOW_FINISHED: "stop"}
 
 
 def on_workflow_event(event: CloudEvent, stage: Stage) -> None:
+    kind = KINDS[event.get_type()]
+    if not any(url_for(owed, stage) for owed in sent_with(kind)):
+        return  # no URL to send to: the workflow need not be read
     workflow = stage.referenced_workflow(event)
     if workflow is not None:
-        notify(workflow, KINDS[event.get_type()], stage)
+        notify(workflow, kind, stage)
 
 
 def on_tick(event: CloudEvent, stage: Stage) -> None:
@@ -46,9 +49,14 @@ def url_for(kind: str, stage: Stage) -> str | None:
     return stage.settings.notify_start_url if kind == "start" else stage.settings.notify_stop_url
 
 
+def sent_with(kind: str) -> tuple[str, ...]:
+    """What a `kind` event may send: a stop sends the start first when it is still owed."""
+    return ("start", "stop") if kind == "stop" else ("start",)
+
+
 def notify(workflow: dict, kind: str, stage: Stage) -> None:
     """Send `kind` once if owed; a stop is never sent before its start."""
-    if kind == "stop" and decide.owed(workflow, "start"):
+    if kind == "stop" and url_for("start", stage) and decide.owed(workflow, "start"):
         notify(workflow, "start", stage)
         workflow = stage.workflow(wf.namespace(workflow), wf.name(workflow)) or workflow
     url = url_for(kind, stage)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from cloudevents.core.bindings.http import to_structured_event
@@ -186,3 +187,21 @@ def drive(relay: Relay, kube: Kube, workflow: dict, timeout: float = 90.0,
         time.sleep(0.05)
     raise AssertionError(f"workflow {name} did not finish in {timeout}s: "
                          f"{(kube.get('Workflow', namespace, name) or {}).get('status')}")
+
+
+class Counting(Kube):
+    """Counts the reads and the writes (replacements) of each object, by (kind, name)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.reads: dict[tuple[str, str], int] = {}
+        self.writes: dict[tuple[str, str], int] = {}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        self.reads[kind, name] = self.reads.get((kind, name), 0) + 1
+        return super().get(kind, namespace, name)
+
+    def replace(self, obj: dict, subresource: str = "") -> dict:
+        key = obj["kind"], obj["metadata"]["name"]
+        self.writes[key] = self.writes.get(key, 0) + 1
+        return super().replace(obj, subresource)

@@ -21,7 +21,7 @@ from shared import workflow as wf
 from shared.app import Stage
 from shared.kube import Conflict, Kube, KubeError, api_client
 from tests.functions.conftest import environment
-from tests.functions.harness import Functions, Relay, finished, ping, resource_event
+from tests.functions.harness import Counting, Functions, Relay, finished, ping, resource_event
 from tests.unit.helpers import create_workflow
 
 ADMITTED = range(wf.CONFIGURING, wf.FINISHED)  # 20..62: holding a slot
@@ -111,24 +111,6 @@ def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, 
     assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
     assert holders.current() == ["late-queued"]
     assert kube.get("Job", namespace, "late-queued-configure") is not None
-
-
-class Counting(Kube):
-    """Counts the reads and the writes (replacements) of each object, by (kind, name)."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.reads: dict[tuple[str, str], int] = {}
-        self.writes: dict[tuple[str, str], int] = {}
-
-    def get(self, kind: str, namespace: str, name: str) -> dict | None:
-        self.reads[kind, name] = self.reads.get((kind, name), 0) + 1
-        return super().get(kind, namespace, name)
-
-    def replace(self, obj: dict, subresource: str = "") -> dict:
-        key = obj["kind"], obj["metadata"]["name"]
-        self.writes[key] = self.writes.get(key, 0) + 1
-        return super().replace(obj, subresource)
 
 
 def configmaps(counts: dict[tuple[str, str], int]) -> dict[str, int]:
