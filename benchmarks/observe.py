@@ -4,8 +4,12 @@ The embedded API server writes `creationTimestamp`, `startedAt` and `finishedAt`
 to the second (as Kubernetes does), too coarse for tens of milliseconds. So
 every instant here is `time.time()` taken in this process when something is
 *seen*: a watch event received (`Timeline`) or an event entering the Broker
-(`BrokerTap`). A watch event arrives a few milliseconds after the write; the
-figures therefore slightly overstate the engine's latency, never understate it.
+(`BrokerTap`, at the moment the Broker accepts it). A watch event arrives after
+the write, and later still when this process (the stack's: Broker, sources,
+controllers) is busy: in a burst, 1-20 ms. The instant a Job was *created in
+the API* therefore comes from the API server's audit log when the stack keeps
+one (`Stack(audit=True)`, see `EngineRun.jobs`); the watch's instant is kept
+beside it.
 """
 
 from __future__ import annotations

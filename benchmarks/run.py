@@ -165,7 +165,8 @@ def engine(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], lis
     environ = {"maxJobs": str(args.max_jobs), "LOG_LEVEL": "INFO"}
     raw: dict[str, Any] = {"server": args.server, "max_jobs": args.max_jobs}
     timeout = 60 + 10 * args.workflows
-    with Stack(workdir / "stack", environ=environ, server=args.server) as stack:
+    # The audit log gives the instant each Job was created in the API (observe.py).
+    with Stack(workdir / "stack", environ=environ, server=args.server, audit=True) as stack:
         raw["kubelet_mode"] = stack.cluster.kubelet_mode
         tap = BrokerTap(stack.eventing.broker)
         scenarios.run_workflows(stack, "warmup", 1, False, 120, tap)  # first requests: imports

@@ -12,7 +12,9 @@ PersistentVolumeClaim), ``pods/<uid>/`` (emptyDir, configMap and secret
 volumes of running pods), and with ``persist=True`` ``store/`` (the API
 objects, so that a restarted cluster keeps them). With ``apiserver_process=True``
 the API server runs as a child process (its log: ``apiserver.log``) instead of
-threads of this one; the stack runs it so.
+threads of this one; the stack runs it so. With ``audit=True`` it appends an
+audit.k8s.io/v1 Event per write request to ``audit.log`` (the benchmark's
+instants of creation).
 
 The controllers reach the API server only over HTTP with the official client,
 through the kubeconfig written here, as they would on a real cluster.
@@ -51,6 +53,7 @@ class EmbeddedCluster:
         job_retry_backoff: float = 0.0,
         namespace: str = "default",
         apiserver_process: bool = False,
+        audit: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.crd_files = list(DEFAULT_CRDS if crd_files is None else crd_files)
@@ -59,6 +62,7 @@ class EmbeddedCluster:
         self.log_dir = self.workdir / "logs"
         self.volumes_dir = self.workdir / "volumes"
         self.kubeconfig = self.workdir / "kubeconfig"
+        self.audit_log = self.workdir / "audit.log" if audit else None
         self.url = ""
         self._kubelet_mode = kubelet_mode
         self._job_retry_backoff = job_retry_backoff
@@ -87,7 +91,8 @@ class EmbeddedCluster:
         try:
             common: dict[str, Any] = {
                 "crd_files": self.crd_files, "log_dir": self.log_dir, "host": "127.0.0.1",
-                "port": 0, "data_dir": self.workdir / "store" if self.persist else None}
+                "port": 0, "data_dir": self.workdir / "store" if self.persist else None,
+                "audit_log": self.audit_log}
             self.apiserver = (
                 APIServerProcess(**common, log_path=self.workdir / "apiserver.log")
                 if self._apiserver_process else APIServer(**common))

@@ -225,6 +225,7 @@ class Stack:
         server: str = "thread",
         persist: bool = False,
         kubelet_mode: str | None = None,
+        audit: bool = False,
     ) -> None:
         if server not in SERVERS:
             raise StackError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")
@@ -239,6 +240,7 @@ class Stack:
         self.server = server
         self.persist = persist
         self.kubelet_mode = kubelet_mode
+        self.audit = audit
         source = os.environ if environ is None else environ
         self.env = settings_environ(source, self.workdir)
         try:
@@ -293,7 +295,8 @@ class Stack:
             self.data = DataServer(self.data_root)
             self.cluster = EmbeddedCluster(self.workdir, persist=self.persist,
                                            kubelet_mode=self.kubelet_mode,
-                                           namespace=self.namespace, apiserver_process=True)
+                                           namespace=self.namespace, apiserver_process=True,
+                                           audit=self.audit)
             self.cluster.start()
             self._prepare_namespace()
             self._start_functions()

@@ -22,12 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crd", type=Path, action="append", default=[],
                         help="CRD file to apply at start (repeatable)")
     parser.add_argument("--kubeconfig", type=Path, help="also write a kubeconfig here")
+    parser.add_argument("--audit-log", type=Path,
+                        help="append an audit.k8s.io/v1 Event per write request here")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="stop when standard input closes (a parent that started it died)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = APIServer(crd_files=args.crd, data_dir=args.data_dir, log_dir=args.log_dir,
-                       host=args.host, port=args.port)
+                       host=args.host, port=args.port, audit_log=args.audit_log)
     # Handlers first: whoever reads the URL may signal us at once.
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -17,6 +17,7 @@ import yaml
 
 from . import discovery, logs, protobuf, tables
 from .api import API
+from .audit import AuditLog, ObjectRef
 from .errors import ApiError, bad_request, gone
 from .resources import ResourceType
 from .store import Gone, Watcher, watch_line
@@ -28,12 +29,15 @@ MAX_BODY = 3 * 1024 * 1024  # a real API server's request size limit
 
 
 class App:
-    """What a request handler needs: the API, the pod log folder, the stop flag."""
+    """What a request handler needs: the API, the pod log folder, the stop flag, the
+    audit log (None: no audit)."""
 
-    def __init__(self, api: API, log_dir: Path | None, version: dict[str, str]) -> None:
+    def __init__(self, api: API, log_dir: Path | None, version: dict[str, str],
+                 audit: AuditLog | None = None) -> None:
         self.api = api
         self.log_dir = log_dir
         self.version = version
+        self.audit = audit
         self.stopping = False
 
 
@@ -54,6 +58,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "c2d-embedded-apiserver"
     app: App           # set on the subclass made by the server
+    _ref: ObjectRef | None = None  # what the request in hand is about, for the audit log
+    _sent = 0          # the status code the request in hand was answered with
 
     def setup(self) -> None:
         super().setup()
@@ -86,6 +92,7 @@ class Handler(BaseHTTPRequestHandler):
                 f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
                 f"Cache-Control: no-cache, private\r\n\r\n").encode()
         self.wfile.write(head + data)       # one write: headers and body together
+        self._sent = code
 
     def _body(self) -> bytes:
         try:
@@ -116,6 +123,13 @@ class Handler(BaseHTTPRequestHandler):
             raise bad_request(f"the body of the request could not be decoded: {e}") from None
 
     def _dispatch(self, method: str) -> None:
+        received, self._ref, self._sent = time.time(), None, 0
+        self._answer(method)
+        if self.app.audit is not None and self._sent:
+            self.app.audit.record(method, self.path, self._ref, self._sent, received,
+                                  time.time())
+
+    def _answer(self, method: str) -> None:
         try:
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -156,6 +170,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if sub is not None and sub not in rt.subresources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        self._ref = ObjectRef(plural, ns, name, sub, group, version)
         if name is None:
             self._collection(method, rt, ns, query, raw)
         else:
@@ -190,6 +205,8 @@ class Handler(BaseHTTPRequestHandler):
                                "on the requested resource")
             created = api.create(rt, ns or "", body, strict=self._strict(rt, query),
                                  dry_run=self._dry_run(query))
+            if self._ref is not None:  # a generated name is known only now
+                self._ref.name = created["metadata"]["name"]
             self._send(201, created)
         elif method == "DELETE":
             options = self._delete_options(raw, query)

@@ -31,9 +31,10 @@ class APIServerProcess:
 
     def __init__(self, crd_files: list[Path] | None = None, data_dir: Path | None = None,
                  log_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0,
-                 log_path: Path | None = None, timeout: float = 30.0) -> None:
+                 log_path: Path | None = None, timeout: float = 30.0,
+                 audit_log: Path | None = None) -> None:
         self.crd_files = [Path(p) for p in crd_files or []]
-        self.data_dir, self.log_dir = data_dir, log_dir
+        self.data_dir, self.log_dir, self.audit_log = data_dir, log_dir, audit_log
         self.host, self.port = host, port
         self.log_path = Path(log_path) if log_path else None
         self.timeout = timeout
@@ -47,7 +48,8 @@ class APIServerProcess:
     def argv(self) -> list[str]:
         argv = [sys.executable, "-m", "devstack.apiserver", "--host", self.host,
                 "--port", str(self.port), "--exit-on-stdin-eof"]
-        for flag, value in (("--data-dir", self.data_dir), ("--log-dir", self.log_dir)):
+        for flag, value in (("--data-dir", self.data_dir), ("--log-dir", self.log_dir),
+                            ("--audit-log", self.audit_log)):
             if value is not None:
                 argv += [flag, str(value)]
         for crd in self.crd_files:

@@ -12,6 +12,7 @@ import yaml
 
 from . import discovery, schemas
 from .api import API, CRD_KEY
+from .audit import AuditLog
 from .errors import ApiError
 from .gc import GarbageCollector
 from .handlers import App, Handler
@@ -56,10 +57,12 @@ class APIServer:
     """An in-process Kubernetes API server on loopback (see the package docstring)."""
 
     def __init__(self, crd_files: list[Path] | None = None, data_dir: Path | None = None,
-                 log_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+                 log_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0,
+                 audit_log: Path | None = None) -> None:
         self.crd_files = [Path(p) for p in crd_files or []]
         self.data_dir = Path(data_dir) if data_dir else None
         self.log_dir = Path(log_dir) if log_dir else None
+        self.audit_log = Path(audit_log) if audit_log else None
         self.host, self.port = host, port
         self.url = ""
         self.api: API | None = None
@@ -79,7 +82,8 @@ class APIServer:
         for path in self.crd_files:
             self.apply_crds(path)
         self._app = App(self.api, self.log_dir,
-                        discovery.version_info(schemas.KUBERNETES_VERSION))
+                        discovery.version_info(schemas.KUBERNETES_VERSION),
+                        AuditLog(self.audit_log) if self.audit_log else None)
         handler = type("BoundHandler", (Handler,), {"app": self._app})
         self._httpd = _HTTPServer((self.host, self.port), handler)
         self.port = self._httpd.server_address[1]
@@ -120,6 +124,8 @@ class APIServer:
             self._gc.stop()
         if self._thread:
             self._thread.join(timeout=5)
+        if self._app and self._app.audit:
+            self._app.audit.close()
         self._httpd = None
 
     def __enter__(self) -> APIServer:

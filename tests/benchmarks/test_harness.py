@@ -68,6 +68,10 @@ def test_engine_runs_every_workflow_and_keeps_raw_samples(results: tuple[dict, s
             _summary(engine[run]["transitions"][transition])
     _summary(engine["sequential"]["overhead"])
     assert engine["original_derived"]["transition_expected_seconds"] == 2.5
+    # Jobs are timed by the API server's audit log; the watch's instants are kept beside.
+    observed = engine["batch"]["transitions"][
+        "(observer) Job created in the API -> seen by the harness's watch"]
+    assert observed["n"] == 3 * 3
 
 
 @pytest.mark.timeout(200)
