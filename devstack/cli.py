@@ -286,6 +286,16 @@ def results_table(workflow: dict) -> str:
     return table(rows, ["INDEX", "TYPE", "FILENAME", "SIZE", "URL"])
 
 
+def unlisted_results(workflow: dict) -> str | None:
+    """Where the results too many for the status are listed, when there are any."""
+    status = wf.status(workflow)
+    unlisted = (status.get("resultsCount") or 0) - len(status.get("results") or [])
+    if unlisted <= 0:
+        return None
+    return (f"{unlisted} more results (too many for the status) are listed in "
+            f"{status.get('resultsManifest') or 'the result manifest'}")
+
+
 def result_folders(workflow: dict) -> list[Path]:
     """The local folders holding the results (file:// URLs only)."""
     folders = []
@@ -777,6 +787,9 @@ def cmd_results(args: argparse.Namespace) -> int:
         print(results_table(workflow))
         for folder in result_folders(workflow):
             say(f"files: {folder}")
+    unlisted = unlisted_results(workflow)
+    if unlisted:
+        say(unlisted)
     return EXIT_OK
 
 

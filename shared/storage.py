@@ -277,6 +277,25 @@ def manifest_bytes(job_id: str, results: list[dict[str, Any]]) -> bytes:
     return json.dumps({"jobId": job_id, "results": results}, indent=1).encode()
 
 
+def _termination(termination_message: str) -> dict[str, Any]:
+    try:
+        message = json.loads(termination_message)
+    except (TypeError, ValueError):
+        raise StorageError("the publish termination message is not JSON") from None
+    if not isinstance(message, dict):
+        raise StorageError("the publish termination message is not a JSON object")
+    return message
+
+
+def reported_manifest(termination_message: str) -> str | None:
+    """The URL of the result manifest a publish pod says it wrote, if any."""
+    try:
+        url = _termination(termination_message).get("manifest")
+    except StorageError:
+        return None
+    return url if isinstance(url, str) else None
+
+
 def read_results(termination_message: str, settings: Settings) -> list[dict[str, Any]]:
     """The full result list from a publish pod's termination message.
 
@@ -284,12 +303,7 @@ def read_results(termination_message: str, settings: Settings) -> list[dict[str,
     output storage. A message without either (a pod that failed before
     uploading anything) gives an empty list unless it claims success.
     """
-    try:
-        message = json.loads(termination_message)
-    except (TypeError, ValueError):
-        raise StorageError("the publish termination message is not JSON") from None
-    if not isinstance(message, dict):
-        raise StorageError("the publish termination message is not a JSON object")
+    message = _termination(termination_message)
     if "results" in message:
         return check_results(message["results"])
     if "manifest" in message:

@@ -109,8 +109,9 @@ def finish(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None:
         results = storage.read_results(outcome.message, stage.settings)
     except storage.StorageError as error:
         problem = str(error)
+    manifest = storage.reported_manifest(outcome.message)
     written = stage.update_status(
-        workflow, lambda w: decide.published(wf.status(w), outcome, results, problem))
+        workflow, lambda w: decide.published(wf.status(w), outcome, results, problem, manifest))
     if written is None:
         return None
     try:

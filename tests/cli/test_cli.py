@@ -200,3 +200,7 @@ def test_stage_names_and_results_table() -> None:
     table = cli.results_table(workflow).splitlines()
     assert table[0].split() == ["INDEX", "TYPE", "FILENAME", "SIZE", "URL"]
     assert cli.result_folders(workflow) == [Path("/tmp/s/w/outputs")]
+    assert cli.unlisted_results(workflow) is None
+    workflow["status"].update(resultsCount=3, resultsManifest="file:///tmp/s/w/results.json")
+    assert cli.unlisted_results(workflow) == (
+        "2 more results (too many for the status) are listed in file:///tmp/s/w/results.json")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from devstack.testing import wait_until
 from shared import events
@@ -97,3 +100,29 @@ def test_stop_before_the_algorithm_skips_it(relay: Relay, kube: Kube, make_workf
     assert kube.list("Pod", "default", f"job-name={name}-algorithm") == []
     [finished] = relay.replies(events.ALGORITHM_FINISHED)
     assert finished.get_data()["outcome"] == "stopped"
+
+
+MANY_LONG_OUTPUTS = (
+    "import os, pathlib\n"
+    "folder = pathlib.Path(os.environ['OUTPUTS'], *['d' * 200] * 3)\n"
+    "folder.mkdir(parents=True)\n"
+    "for i in range(2500):\n"
+    "    (folder / f'{i:04d}').write_text('x')\n"
+)
+
+
+def test_many_outputs_with_long_names_still_finish(relay: Relay, kube: Kube, make_workflow):
+    """2,500 results of ~1.3 KB each would make a 3 MB status, which the API refuses: the
+    status lists what fits, counts them all, and points at the manifest that lists them."""
+    final = drive(relay, kube, make_workflow(rawcode=MANY_LONG_OUTPUTS), timeout=240)
+    status = final["status"]
+    assert status["statusCode"] == 70 and status["phase"] == "Succeeded"
+    assert status["resultsCount"] == 2500 + 3  # the outputs, the algorithm, configure, publish logs
+    assert {"algorithmLog", "configurationLog", "publishLog"} <= result_types(final)
+    assert 50 < len(status["results"]) < 2500
+    manifest = status["resultsManifest"]
+    published = next(c for c in status["conditions"] if c["type"] == "Published")
+    assert manifest in published["message"]
+    assert manifest.startswith("file://") and manifest.endswith("/results.json")
+    listed = json.loads(Path(unquote(urlsplit(manifest).path)).read_text())["results"]
+    assert len(listed) == status["resultsCount"]
