@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,18 +72,6 @@ def kubectl(apiserver: APIServer, tmp_path: Path) -> Callable[..., subprocess.Co
                                  f"{done.stdout}\n{done.stderr}")
         return done
     return run
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def job_manifest(name: str, restart_policy: str = "Never", **spec: Any) -> dict[str, Any]:

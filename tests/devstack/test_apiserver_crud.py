@@ -70,8 +70,8 @@ def test_every_resource_round_trip(dyn: DynamicClient, manifest: dict[str, Any])
     res.delete(name=name, namespace=ns, body={"gracePeriodSeconds": 0})
     # A Namespace is emptied by the collector and a Job's pods orphaned by it (the
     # `orphan` finalizer) before the object goes: wait for that, not a fixed moment.
-    from .conftest import wait_for
-    wait_for(lambda: name not in [i["metadata"]["name"] for i in res.get(namespace=ns)
+    from devstack.testing import wait_until
+    wait_until(lambda: name not in [i["metadata"]["name"] for i in res.get(namespace=ns)
                                   .to_dict()["items"]], what=f"{manifest['kind']} removed")
     with pytest.raises(ApiException) as err:
         res.get(name=name, namespace=ns)

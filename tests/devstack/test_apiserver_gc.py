@@ -10,7 +10,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import job_manifest, owner_ref, wait_for, workflow_manifest
+from devstack.testing import wait_until
+
+from .conftest import job_manifest, owner_ref, workflow_manifest
 
 WF = ("oceanprotocol.com", "v1alpha1", "default", "workflows")
 
@@ -74,7 +76,7 @@ def test_deleting_a_workflow_deletes_what_it_owns(core, batch, custom) -> None:
     _tree(core, batch, custom)
     assert not _gone(core, batch)
     custom.delete_namespaced_custom_object(*WF, "tree")
-    wait_for(lambda: _gone(core, batch), what="the workflow's objects to be collected")
+    wait_until(lambda: _gone(core, batch), what="the workflow's objects to be collected")
 
 
 def test_foreground_deletion_waits_for_blocking_dependents(kube_api_client, core, batch,
@@ -82,7 +84,7 @@ def test_foreground_deletion_waits_for_blocking_dependents(kube_api_client, core
     _tree(core, batch, custom)
     _bind(kube_api_client, "tree-algorithm-x1")     # a bound pod terminates gracefully
     custom.delete_namespaced_custom_object(*WF, "tree", propagation_policy="Foreground")
-    wait_for(lambda: core.read_namespaced_pod("tree-algorithm-x1",
+    wait_until(lambda: core.read_namespaced_pod("tree-algorithm-x1",
                                               "default").metadata.deletion_timestamp,
              what="the pod to be terminating")
     wf = custom.get_namespaced_custom_object(*WF, "tree")
@@ -93,7 +95,7 @@ def test_foreground_deletion_waits_for_blocking_dependents(kube_api_client, core
     assert not _exists(core.read_namespaced_config_map, "tree", "default")
     # The kubelet's part: the processes are gone, the pod is removed with grace 0.
     core.delete_namespaced_pod("tree-algorithm-x1", "default", grace_period_seconds=0)
-    wait_for(lambda: _gone(core, batch) and not _exists(
+    wait_until(lambda: _gone(core, batch) and not _exists(
         custom.get_namespaced_custom_object, *WF, "tree"), what="foreground deletion to finish")
 
 
@@ -102,7 +104,7 @@ def test_deleting_a_job_orphans_its_pods_by_default(core, batch) -> None:
     ref = {"apiVersion": "batch/v1", "kind": "Job", "metadata": job["metadata"]}
     core.create_namespaced_pod("default", _pod("orph-1", ref))
     batch.delete_namespaced_job("orph", "default")
-    wait_for(lambda: not _exists(batch.read_namespaced_job, "orph", "default"),
+    wait_until(lambda: not _exists(batch.read_namespaced_job, "orph", "default"),
              what="job removed")
     pod = core.read_namespaced_pod("orph-1", "default")
     assert not pod.metadata.owner_references
@@ -113,7 +115,7 @@ def test_background_job_deletion_takes_its_pods(core, batch) -> None:
     ref = {"apiVersion": "batch/v1", "kind": "Job", "metadata": job["metadata"]}
     core.create_namespaced_pod("default", _pod("bg-1", ref))
     batch.delete_namespaced_job("bg", "default", propagation_policy="Background")
-    wait_for(lambda: not _exists(core.read_namespaced_pod, "bg-1", "default"),
+    wait_until(lambda: not _exists(core.read_namespaced_pod, "bg-1", "default"),
              what="pod collected")
 
 
@@ -141,7 +143,7 @@ def test_dependents_keep_living_owners(core) -> None:
     core.create_namespaced_config_map("default", {"metadata": {
         "name": "dep", "ownerReferences": [owner_ref(a), dict(owner_ref(b), controller=False)]}})
     core.delete_namespaced_config_map("a", "default")
-    refs = wait_for(lambda: [r.name for r in core.read_namespaced_config_map(
+    refs = wait_until(lambda: [r.name for r in core.read_namespaced_config_map(
         "dep", "default").metadata.owner_references if r.name != "a"] == ["b"],
         what="dangling owner reference dropped")
     assert refs
@@ -150,7 +152,7 @@ def test_dependents_keep_living_owners(core) -> None:
 def test_object_with_missing_owner_is_collected(core) -> None:
     core.create_namespaced_config_map("default", {"metadata": {"name": "lost", "ownerReferences": [
         {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "no-such-uid"}]}})
-    wait_for(lambda: not _exists(core.read_namespaced_config_map, "lost", "default"),
+    wait_until(lambda: not _exists(core.read_namespaced_config_map, "lost", "default"),
              what="orphan with a missing owner collected")
 
 
@@ -175,12 +177,12 @@ def test_namespace_deletion_empties_it(core) -> None:
     with pytest.raises(ApiException) as err:
         core.create_namespaced_config_map("tmp-ns", {"metadata": {"name": "late"}})
     assert err.value.status == 403 and json.loads(err.value.body)["reason"] == "Forbidden"
-    wait_for(lambda: not _exists(core.read_namespaced_config_map, "x", "tmp-ns"),
+    wait_until(lambda: not _exists(core.read_namespaced_config_map, "x", "tmp-ns"),
              what="namespace content deleted")
     assert _exists(core.read_namespace, "tmp-ns")       # the finalizer still holds "held"
     core.patch_namespaced_config_map("held", "tmp-ns", {"metadata": {"finalizers": None}},
                                      _content_type="application/merge-patch+json")
-    wait_for(lambda: not _exists(core.read_namespace, "tmp-ns"), what="namespace removed")
+    wait_until(lambda: not _exists(core.read_namespace, "tmp-ns"), what="namespace removed")
 
 
 def test_default_namespace_cannot_be_deleted(core) -> None:

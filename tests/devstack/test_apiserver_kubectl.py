@@ -10,8 +10,9 @@ import yaml
 from kubernetes import client
 
 from devstack.apiserver import APIServer
+from devstack.testing import wait_until
 
-from .conftest import KUBECTL, job_manifest, wait_for, workflow_manifest
+from .conftest import KUBECTL, job_manifest, workflow_manifest
 
 
 def _write(tmp_path: Path, name: str, manifest: dict) -> str:
@@ -116,7 +117,7 @@ def test_get_all_and_api_resources(kubectl, core, batch) -> None:
         assert name in resources
     assert "c2d-embedded" in kubectl("config", "current-context").stdout
     kubectl("delete", "pod", "p", "--wait=true")
-    wait_for(lambda: not core.list_namespaced_pod("default").items, what="pod gone")
+    wait_until(lambda: not core.list_namespaced_pod("default").items, what="pod gone")
 
 
 def test_the_python_client_reads_the_kubeconfig(apiserver: APIServer, tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ from kubernetes.client.rest import ApiException
 
 from devstack.apiserver import APIServer, handlers
 from devstack.apiserver.store import Gone, Store, Watcher
-
-from .conftest import wait_for
+from devstack.testing import wait_until
 
 
 def _cm(name: str, **labels: str) -> dict:
@@ -154,8 +153,8 @@ def test_stop_ends_open_watches_and_threads(tmp_path: Path) -> None:
         done.set()
     threading.Thread(target=drain, daemon=True).start()
     srv.stop()
-    wait_for(done.is_set, timeout=3, what="watch stream to end after stop()")
-    wait_for(lambda: threading.active_count() <= threads_before, timeout=3,
+    wait_until(done.is_set, timeout=3, what="watch stream to end after stop()")
+    wait_until(lambda: threading.active_count() <= threads_before, timeout=3,
              what="every server thread to end")
 
 

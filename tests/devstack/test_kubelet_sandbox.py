@@ -25,16 +25,6 @@ needs_bwrap = pytest.mark.skipif(
 )
 
 
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def run(argv: list[str], tmp_path: Path, env: dict | None = None) -> tuple[int, str]:
     out = tmp_path / "out.log"
     proc = ContainerProcess(argv, env or {"PATH": os.environ["PATH"]}, "/", out)
@@ -232,7 +222,7 @@ def test_stop_sends_sigterm_then_sigkill_to_the_whole_group(tmp_path: Path, use_
     argv = bwrap_argv(command, [], None, "p") if use_bwrap else command
     out = tmp_path / "log"
     proc = ContainerProcess(argv, {"PATH": os.environ["PATH"]}, "/", out)
-    wait_for(lambda: any(p.name() == "sleep" and "300" in p.cmdline()
+    wait_until(lambda: any(p.name() == "sleep" and "300" in p.cmdline()
                          for p in psutil.Process(proc.pid).children(recursive=True)),
              what="the container's child")
     tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
