@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
-from functions.configure.podio import redact_url
+from shared.pod import redact_url
 
 # 64 KiB writes: on the benchmark's VM, 1 MiB writes took 1.5-2.0 s per GiB in
 # every other run where 64 KiB ones took 0.5 s (curl, 16 KiB, 0.9 s).

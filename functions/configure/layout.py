@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functions.configure.podio import read_workflow_file
 from shared import workflow as wf
+from shared.pod import read_workflow_file
 
 
 class WorkflowError(ValueError):

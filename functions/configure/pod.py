@@ -20,9 +20,9 @@ from typing import Any
 
 from functions.configure.fetch import DiskBudget, Fetcher, FetchError, Limits
 from functions.configure.layout import Layout, WorkflowError, algorithm_source, load_workflow
-from functions.configure.podio import close_logging, setup_logging, write_termination
 from functions.configure.provider import Provider
 from shared import settings as settings_module
+from shared.pod import close_logging, setup_logging, write_termination
 
 EXIT_OK, EXIT_DATA, EXIT_ALGORITHM = 0, 31, 32
 

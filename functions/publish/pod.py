@@ -20,16 +20,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from functions.configure.podio import (
+from functions.publish import collect
+from shared import settings as settings_module
+from shared import storage
+from shared.pod import (
     TERMINATION_LIMIT,
     close_logging,
     read_workflow_file,
     setup_logging,
     write_termination,
 )
-from functions.publish import collect
-from shared import settings as settings_module
-from shared import storage
 
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 EXIT_OK, EXIT_FAILED = 0, 1
