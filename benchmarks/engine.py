@@ -76,8 +76,9 @@ class EngineRun:
 
     @property
     def jobs(self) -> dict[str, float]:
-        """Job name -> when it was created in the API (the audit log's instant, exact),
-        else when the harness's watch saw it (later by the watch's delivery)."""
+        """Job name -> when it was created in the API (the audit log's stamp of the
+        create's answer), else when the harness's watch saw it (later, by the watch's
+        delivery and this busy process)."""
         return self.job_created or self.timeline.job_added
 
 
