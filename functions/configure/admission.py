@@ -103,16 +103,14 @@ class Slots:
         self.kube = kube
         self.namespace = namespace
         self.announce = announce  # number admitted -> the announcement; None: leave it as is
-        self.seen: dict | None = None  # the ConfigMap as last read or written here
 
     def read(self) -> dict:
         """The ConfigMap, created empty when missing."""
-        self.seen = self.kube.get_or_create(empty(self.namespace, self.announce))
-        return self.seen
+        return self.kube.get_or_create(empty(self.namespace, self.announce))
 
     def publish(self) -> None:
         """Rewrite a stale announcement (the settings changed since it was written)."""
-        self.seen = self._write(lambda cm: None) or self.seen
+        self._write(lambda cm: None)
 
     def _changed(self, change: Change) -> Change:
         return change if self.announce is None else announcing(change, self.announce)
@@ -143,7 +141,6 @@ class Slots:
                 self._take_together(batch, max_jobs)
         if mine.error is not None:
             raise mine.error
-        self.seen = mine.configmap
         return workflow in admitted(mine.configmap)
 
     def _take_together(self, batch: list[_Take], max_jobs: int) -> None:
@@ -169,9 +166,7 @@ class Slots:
         if not names:
             return
         with self._turn:
-            released = self._write(lambda cm: without(cm, names))
-        if released is not None:
-            self.seen = released
+            self._write(lambda cm: without(cm, names))
 
 
 class _Take:
