@@ -164,3 +164,80 @@ def test_compile_all_reports_a_broken_template(tmp_path):
     (tmp_path / "broken.yaml").write_text("kind: X\n{% if %}\n")
     with pytest.raises(jinja2.TemplateSyntaxError):
         templates.compile_all(str(tmp_path))
+
+
+# Where a template may put a value. Each must render exactly as rendering the quoted
+# values and parsing the whole text does (`_full_parse`), or fail as that does.
+PLACES = {
+    "whole scalar": "kind: X\na: {{ v }}\nb: {{ v }}\n",
+    "flow sequence": "kind: X\na: [{{ v }}, fixed]\n",
+    "flow mapping": "kind: X\na: {k: {{ v }}}\n",
+    "key": "kind: X\n{{ v }}: 1\n",
+    "inside a plain scalar": "kind: X\na: pre-{{ v }}\n",
+    "inside single quotes": "kind: X\na: '{{ v }}'\n",
+    "block scalar": "kind: X\na: |\n  {{ v }}\n",
+    "two in a row": "kind: X\na: {{ v }}{{ v }}\n",
+    "comment": "kind: X\n# {{ v }}\na: 1\n",
+    "condition": "kind: X\n{% if v %}a: {{ v }}{% else %}b: none{% endif %}\n",
+    "beside a NUL string": 'kind: X\na: "\\0c2d7\\0"\nb: {{ v }}\n',
+}
+FORGED = ["\x00c2d0\x00", "\\0c2d0\\0", '"\\0c2d0\\0"', "\x00c2d99\x00"]
+
+
+def _full_parse(folder: Path, name: str, context: dict) -> object:
+    """What rendering was before shapes: the quoted values in the text, all parsed."""
+    text = templates._environment(str(folder)).get_template(name).render(**context)
+    try:
+        return templates._parse(name, text)
+    except TemplateError:
+        return TemplateError
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_a_value_in_any_place_renders_as_a_full_parse_does(tmp_path, place):
+    (tmp_path / "obj.yaml").write_text(PLACES[place])
+    for value in HOSTILE + STRUCTURED + FORGED:
+        expected = _full_parse(tmp_path, "obj.yaml", {"v": value})
+        try:
+            got = templates.render("obj.yaml", {"v": value}, str(tmp_path))
+        except TemplateError:
+            got = TemplateError
+        assert got == expected, value
+
+
+def test_builtin_templates_render_as_a_full_parse_does(workflow, monkeypatch):
+    settings = load_settings({"FILTERING_CONTAINER": "filter:1"})
+    for value in HOSTILE + FORGED:
+        stage = {"index": 0, "input": [{"index": 0, "id": value, "url": value}],
+                 "algorithm": {"id": value, "rawcode": value, "algocustomdata": {value: value},
+                               "container": {"image": "python", "tag": "3.11",
+                                             "entrypoint": f"python $ALGO {value}"}},
+                 "output": {}}
+        hostile = {**workflow, "metadata": {**workflow["metadata"], "uid": value},
+                   "spec": {"secret": value, "metadata": {"stages": [stage]}}}
+        for name in ("configure", "algorithm", "filter", "publish"):
+            shaped = manifests.for_stage(hostile, settings, name)
+            with monkeypatch.context() as full_parse_only:
+                full_parse_only.setattr(templates, "_from_shape", lambda *args: None)
+                assert manifests.for_stage(hostile, settings, name) == shaped, (value, name)
+
+
+def test_a_shape_is_parsed_once(tmp_path, monkeypatch):
+    (tmp_path / "obj.yaml").write_text(PLACES["whole scalar"])
+    templates.render("obj.yaml", {"v": "first"}, str(tmp_path))
+    parsed = []
+    original = yaml.load
+    monkeypatch.setattr(yaml, "load", lambda *a, **k: parsed.append(a) or original(*a, **k))
+    assert templates.render("obj.yaml", {"v": "second"}, str(tmp_path))["a"] == "second"
+    assert templates.render("obj.yaml", {"v": ["third"]}, str(tmp_path))["b"] == ["third"]
+    assert parsed == []
+
+
+def test_each_place_gets_its_own_copy_of_a_collection(tmp_path):
+    (tmp_path / "obj.yaml").write_text(PLACES["whole scalar"])
+    value = {"labels": ["x"]}
+    obj = templates.render("obj.yaml", {"v": value}, str(tmp_path))
+    obj["a"]["labels"].append("changed")
+    assert obj["b"] == {"labels": ["x"]} and value == {"labels": ["x"]}
+    again = templates.render("obj.yaml", {"v": value}, str(tmp_path))
+    assert again["a"] == {"labels": ["x"]}
