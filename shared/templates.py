@@ -9,11 +9,12 @@ shared/templates/; TEMPLATES_DIR points to an operator's own folder instead.
 YAML is parsed once per *shape*, not once per object. A render first emits
 each value as a numbered placeholder; that text depends only on the template
 and the branches its `{% if %}`s took, not on the workflow. It is parsed once
-and kept, and each render puts its own values where the placeholders are.
-Parsing was three quarters of rendering, and rendering a fifth of configure's
-CPU per admission. A template that puts a value anywhere but as a whole
-scalar (inside a longer string, a block scalar, a key that is not a string)
-is rendered and parsed in full, as before, with the same result.
+and kept as JSON text; each render puts its own values' JSON where the
+placeholders are and reads that back with `json.loads`. Parsing was three
+quarters of rendering, and rendering a fifth of configure's CPU per admission.
+A template that puts a value anywhere but as a whole scalar (inside a longer
+string, a block scalar, a key) is rendered and parsed in full, as before, with
+the same result.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def quote(value: Any) -> str:
 # NUL c2d <i> NUL, which no template text holds; a workflow's values are never in
 # the text the placeholders are in, so they cannot forge one.
 _PLACEHOLDER = re.compile("\x00c2d([0-9]+)\x00")
+_PLACEHOLDER_JSON = re.compile(r'"\\u0000c2d([0-9]+)\\u0000"')  # as json.dumps writes it
 _STRAY = ("\x00c2d", "\\0c2d")  # a placeholder read back, or left raw in another scalar
 _capture = threading.local()  # this thread's render: the values behind its placeholders
 
@@ -113,52 +115,42 @@ def _parse(name: str, text: str) -> Any:
 
 
 def _from_shape(template: jinja2.Template, context: dict[str, Any]) -> Any:
-    """The object from the template's parsed shape and this render's values; None when
-    the shape does not parse or has a value where a placeholder cannot stand."""
+    """The object from the template's shape and this render's values; None when the
+    shape does not parse or a value is not a whole scalar of it (render it in full)."""
     _capture.values = values = []
     try:
-        shape = template.render(**context)
+        text = template.render(**context)
     finally:
         _capture.values = None
     try:
-        return _fill(_shape(shape), values)
-    except (_NotWhole, yaml.YAMLError):
+        shape = _shape(text)
+    except yaml.YAMLError:
         return None
+    if shape is None:
+        return None
+    try:
+        filled = _PLACEHOLDER_JSON.sub(lambda found: json.dumps(values[int(found.group(1))]),
+                                       shape)
+    except IndexError:  # the template's own text held a placeholder
+        return None
+    return json.loads(filled)
+
 
 
 @lru_cache(maxsize=64)
-def _shape(text: str) -> Any:
-    """The parsed shape; kept, so never changed: `_fill` builds new objects."""
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+def _shape(text: str) -> str | None:
+    """The parsed shape as JSON text, where each value's JSON replaces its placeholder;
+    None when a value is not a whole scalar or the shape is not plain JSON data."""
+    obj = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+    return json.dumps(obj) if _fillable(obj) else None
 
 
-class _NotWhole(Exception):
-    """A value is not a whole scalar of the shape: render and parse in full."""
-
-
-def _fill(node: Any, values: list[Any]) -> Any:
+def _fillable(node: Any) -> bool:
     if isinstance(node, str):
-        if not any(mark in node for mark in _STRAY):
-            return node
-        found = _PLACEHOLDER.fullmatch(node)
-        if found is None or int(found.group(1)) >= len(values):
-            raise _NotWhole
-        return _as_read(values[int(found.group(1))])
+        return not any(mark in node for mark in _STRAY) or _PLACEHOLDER.fullmatch(node) is not None
     if isinstance(node, dict):
-        filled = {}
-        for key, item in node.items():
-            key = _fill(key, values)
-            if isinstance(key, dict | list):
-                raise _NotWhole  # unhashable: the full parse reports it
-            filled[key] = _fill(item, values)
-        return filled
+        return all(isinstance(key, str) and not any(mark in key for mark in _STRAY)
+                   and _fillable(item) for key, item in node.items())
     if isinstance(node, list):
-        return [_fill(item, values) for item in node]
-    return node
-
-
-def _as_read(value: Any) -> Any:
-    """`value` as YAML reads back its quoted text: a fresh copy of any collection."""
-    if isinstance(value, str | bool | int) or value is None:
-        return value
-    return json.loads(quote(value))
+        return all(_fillable(item) for item in node)
+    return node is None or isinstance(node, bool | int | float)
