@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
+import yaml
 
 from shared import kube
 from shared import workflow as wf
@@ -368,6 +369,25 @@ def test_requests_carry_the_token_and_the_selectors_as_sent(tmp_path):
     route, _, query = path.partition("?")
     assert route == f"/api/v1/namespaces/{NAMESPACE}/configmaps"
     assert parse_qs(query) == {"labelSelector": [selector]}
+    assert headers["authorization"] == "Bearer c2d-embedded"
+
+
+def test_a_kubeconfig_proxy_gets_whole_urls(tmp_path):
+    """Calls go straight to the host's connection pool, except through a proxy."""
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        config = write_kubeconfig("http://kube.invalid:6443", tmp_path / "config")
+        document = yaml.safe_load(config.read_text())
+        document["clusters"][0]["cluster"]["proxy-url"] = \
+            f"http://127.0.0.1:{proxy.server_address[1]}"
+        config.write_text(yaml.safe_dump(document))
+        assert Kube(kube.api_client(str(config))).list("ConfigMap", NAMESPACE) == []
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    path, headers = _Recorder.seen[-1]
+    assert path == f"http://kube.invalid:6443/api/v1/namespaces/{NAMESPACE}/configmaps"
     assert headers["authorization"] == "Bearer c2d-embedded"
 
 
