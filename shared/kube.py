@@ -9,6 +9,7 @@ function that uses a verb its Role lacks fails in tests, not in production
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -275,11 +276,12 @@ class ApiHttp:
         manager = api.rest_client.pool_manager
         # Straight to the host's connection pool, with paths: the manager would parse the
         # URL and look the pool up again on every call, a sixth of a call's CPU. A proxy's
-        # manager must see whole URLs, so it keeps them.
-        if isinstance(manager, urllib3.ProxyManager):
-            self._opener, self._prefix = manager, self.host
-        else:
-            self._opener, self._prefix = manager.connection_from_url(self.host), ""
+        # manager must see whole URLs, so it keeps them; so does a host urllib3 refuses,
+        # for the first call to report (as "API unreachable") rather than this one.
+        self._opener, self._prefix = manager, self.host
+        if not isinstance(manager, urllib3.ProxyManager):
+            with contextlib.suppress(urllib3.exceptions.LocationValueError):
+                self._opener, self._prefix = manager.connection_from_url(self.host), ""
 
     def send(self, method: str, path: str, body: Any = None, *,
              content_type: str = "application/json", accept: str = "application/json",

@@ -372,6 +372,14 @@ def test_requests_carry_the_token_and_the_selectors_as_sent(tmp_path):
     assert headers["authorization"] == "Bearer c2d-embedded"
 
 
+def test_a_client_without_a_host_fails_on_its_first_call_not_before():
+    """Building the stage must not fail: the handler's call answers 503 and is retried."""
+    k = Kube(kube.client.ApiClient())
+    with pytest.raises(KubeError, match="unreachable") as failed:
+        k.get("ConfigMap", NAMESPACE, "x")
+    assert failed.value.transient
+
+
 def test_a_kubeconfig_proxy_gets_whole_urls(tmp_path):
     """Calls go straight to the host's connection pool, except through a proxy."""
     proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
