@@ -230,13 +230,20 @@ class ContainerProcess:
 
         Members are found both as descendants (taken before the kill, since orphans
         get re-parented) and by process group, which re-parenting does not change.
+        Once the main process has exited its orphans already are re-parented, so
+        only the group is left to find; when the kill finds no group either, /proc
+        is not read (two reads of it per pod were a tenth of the stack's CPU in a
+        benchmark batch).
         """
-        tree = set(descendants(self.pid))
+        tree = set(descendants(self.pid)) if self.popen.poll() is None else set()
         deadline = time.monotonic() + 5
         while True:
             try:
                 os.killpg(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+            except ProcessLookupError:
+                if not tree:  # the main process is reaped and its group is empty
+                    return
+            except PermissionError:
                 pass
             if self.popen.poll() is None:
                 self.popen.wait()
