@@ -45,7 +45,7 @@ BWRAP = "bwrap"
 REWRITE = "rewrite"
 
 _PR_SET_PDEATHSIG = 1
-CONTAINER_NICE = 19  # the lowest priority: pods get what the control plane leaves
+CONTAINER_NICE = 10
 # Host top-level entries the sandbox provides itself.
 _PRIVATE = {"proc", "dev", "tmp"}
 
@@ -263,17 +263,15 @@ def _die_with_parent() -> None:
 
 
 def _lower_priority(session: int) -> None:
-    """Containers run CONTAINER_NICE steps below the kubelet's priority (the lowest).
+    """Containers run CONTAINER_NICE steps below the kubelet's priority.
 
     On a real node the control plane does not share the pods' CPUs; here it does, and
-    a pod burst made every API call and event wait. The control plane's processes
-    share one scheduling group (weight 1024); at nice 10 each pod's group weighs 110,
-    so ten pods starting at once could take half the machine; at nice 19, 15 each.
-    Set from here, right after the start, for the container's whole process group
-    (what it has forked by now; later processes inherit). Where the kernel groups
-    each session for scheduling (autogroup), a process's nice only counts inside its
-    group, so the group's own nice is set as well. Best effort: a kernel without
-    either leaves the container at normal priority.
+    a pod burst made every API call and event wait. Set from here, right after the
+    start, for the container's whole process group (what it has forked by now; later
+    processes inherit). Where the kernel groups each session for scheduling
+    (autogroup), a process's nice only counts inside its group, so the group's own
+    nice is set as well. Best effort: a kernel without either leaves the container
+    at normal priority.
     """
     try:
         wanted = min(os.getpriority(os.PRIO_PROCESS, 0) + CONTAINER_NICE, 19)
