@@ -136,7 +136,6 @@ def _from_shape(template: jinja2.Template, context: dict[str, Any]) -> Any:
     return json.loads(filled)
 
 
-
 @lru_cache(maxsize=64)
 def _shape(text: str) -> str | None:
     """The parsed shape as JSON text, where each value's JSON replaces its placeholder;
