@@ -372,6 +372,7 @@ def test_requests_carry_the_token_and_the_selectors_as_sent(tmp_path):
     assert headers["authorization"] == "Bearer c2d-embedded"
 
 
+@pytest.mark.filterwarnings("ignore:URLs without a scheme:FutureWarning")  # urllib3's, on ""
 def test_a_client_without_a_host_fails_on_its_first_call_not_before():
     """Building the stage must not fail: the handler's call answers 503 and is retried."""
     k = Kube(kube.client.ApiClient())
