@@ -171,7 +171,7 @@ class ApiServerSource:
             self.resources.append(WatchedResource(
                 resource["apiVersion"], resource["kind"],
                 label_selector(resource.get("selector"), f"{at}.selector")))
-        self._sender = sender or Sender(pool_size=2)
+        self._sender = sender or Sender()
         self._own_sender = sender is None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

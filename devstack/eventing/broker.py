@@ -193,7 +193,7 @@ class Broker:
         except Exception:
             self._server.server_close()
             raise
-        self._sender = Sender(pool_size=max_workers)
+        self._sender = Sender()
         self._scheduler = Scheduler(max_workers, f"broker-{name}")
         self._idle = threading.Condition()
         self._in_flight = 0
@@ -474,8 +474,8 @@ class LocalSender(Sender):
     Events for any other URL go over HTTP as usual.
     """
 
-    def __init__(self, broker: Broker, pool_size: int = 2) -> None:
-        super().__init__(pool_size=pool_size)
+    def __init__(self, broker: Broker) -> None:
+        super().__init__()
         self.broker = broker
 
     def send(self, url: str, event: BaseCloudEvent, timeout: float | None = None,

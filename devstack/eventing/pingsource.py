@@ -54,7 +54,7 @@ class PingSource:
         self.content_type = spec.get("contentType")
         self.data = _data(spec, where)
         self.extensions = ce_overrides(spec, where)
-        self._sender = sender or Sender(pool_size=2)
+        self._sender = sender or Sender()
         self._own_sender = sender is None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

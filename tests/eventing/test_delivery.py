@@ -1,0 +1,140 @@
+"""The Sender's connections: kept alive per thread, replaced when the subscriber closed them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from cloudevents.core.v1.event import CloudEvent
+
+from devstack.eventing.delivery import Sender
+
+
+class RawSubscriber:
+    """A socket server that answers every request 202 and counts connections and requests.
+
+    `close_after_answer`: close each connection right after answering, without a
+    `Connection: close` header, as a server does when its keep-alive timer fires.
+    `announce_close`: answer with `Connection: close` (and close).
+    """
+
+    def __init__(self, close_after_answer: bool = False, announce_close: bool = False):
+        self.close_after_answer = close_after_answer
+        self.announce_close = announce_close
+        self.connections = 0
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/path?x=1"
+        self.paths: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, client.makefile("rb") as reader:
+            while True:
+                request_line = reader.readline()
+                if not request_line:
+                    return
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                reader.read(length)
+                self.requests += 1
+                self.paths.append(request_line.split()[1].decode())
+                close = "Connection: close\r\n" if self.announce_close else ""
+                client.sendall(f"HTTP/1.1 202 Accepted\r\n{close}Content-Length: 0\r\n\r\n"
+                               .encode())
+                if self.close_after_answer or self.announce_close:
+                    client.shutdown(socket.SHUT_RDWR)
+                    return
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def sender() -> Iterator[Sender]:
+    sender = Sender()
+    yield sender
+    sender.close()
+
+
+def event() -> CloudEvent:
+    return CloudEvent(attributes={"type": "t", "source": "/s", "id": "1"}, data={"a": 1})
+
+
+def test_one_thread_reuses_its_connection(sender: Sender) -> None:
+    subscriber = RawSubscriber()
+    try:
+        statuses = [sender.send(subscriber.url, event()).status for _ in range(3)]
+    finally:
+        subscriber.close()
+    assert statuses == [202, 202, 202]
+    assert (subscriber.connections, subscriber.requests) == (1, 3)
+    assert subscriber.paths == ["/path?x=1"] * 3
+
+
+def test_a_connection_the_subscriber_closed_is_replaced_and_the_event_sent_once(
+        sender: Sender) -> None:
+    subscriber = RawSubscriber(close_after_answer=True)
+    try:
+        statuses = [sender.send(subscriber.url, event()).status for _ in range(3)]
+    finally:
+        subscriber.close()
+    assert statuses == [202, 202, 202]
+    assert (subscriber.connections, subscriber.requests) == (3, 3)
+
+
+def test_connection_close_is_honoured(sender: Sender) -> None:
+    subscriber = RawSubscriber(announce_close=True)
+    try:
+        statuses = [sender.send(subscriber.url, event()).status for _ in range(2)]
+    finally:
+        subscriber.close()
+    assert statuses == [202, 202]
+    assert (subscriber.connections, subscriber.requests) == (2, 2)
+
+
+def test_threads_do_not_share_a_connection(sender: Sender) -> None:
+    subscriber = RawSubscriber()
+    try:
+        sender.send(subscriber.url, event())
+        other = threading.Thread(target=sender.send, args=(subscriber.url, event()))
+        other.start()
+        other.join()
+        sender.send(subscriber.url, event())
+    finally:
+        subscriber.close()
+    assert (subscriber.connections, subscriber.requests) == (2, 3)
+
+
+def test_nothing_listening_is_a_network_error_without_a_second_try(sender: Sender) -> None:
+    with socket.socket() as probe:  # a port with nobody on it
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    response = sender.send(url, event(), timeout=2)
+    assert response.status is None
+    assert "ConnectionRefused" in (response.error or "")
+
+
+def test_a_subscriber_that_never_answers_times_out(sender: Sender) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never reads
+    try:
+        response = sender.send(f"http://127.0.0.1:{listener.getsockname()[1]}/", event(),
+                               timeout=0.3)
+    finally:
+        listener.close()
+    assert response.status is None
+    assert "timed out" in (response.error or "")
