@@ -56,7 +56,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     if missing:
         raise MalformedEvent(f"invalid CloudEvent: required attribute {missing[0]} is missing")
     try:
-        event = from_http_event(HTTPMessage(dict(headers), body))
+        event = from_http_event(HTTPMessage(lowered, body))
     except (BaseCloudEventException, ValueError, TypeError, KeyError) as error:
         raise MalformedEvent(f"invalid CloudEvent: {error}") from None
     if event.get_specversion() != "1.0":
