@@ -10,6 +10,7 @@ and a slot changing hands costs no second object to read and write.
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 from collections.abc import Callable, Iterable
@@ -20,6 +21,17 @@ from shared.kube import Kube
 NAME = environment.CONFIGMAP
 
 Change = Callable[[dict], "dict | None"]
+
+
+class Slot(enum.Enum):
+    """What a take found: no slot free, a slot taken by this call, or one held already."""
+
+    FULL = "full"
+    TAKEN = "taken"
+    HELD = "held"
+
+    def __bool__(self) -> bool:  # holding a slot after the call
+        return self is not Slot.FULL
 
 
 def admitted(configmap: dict) -> list[str]:
@@ -123,8 +135,8 @@ class Slots:
     def current(self) -> list[str]:
         return admitted(self.read())
 
-    def take(self, workflow: str, max_jobs: int) -> bool:
-        """True when `workflow` holds a slot after this call (taken now or before).
+    def take(self, workflow: str, max_jobs: int) -> Slot:
+        """Whether `workflow` holds a slot after this call, and since when (`Slot`).
 
         One read decides a full house (the common case under load): whoever frees
         a slot next admits from the queue.
@@ -141,16 +153,24 @@ class Slots:
                 self._take_together(batch, max_jobs)
         if mine.error is not None:
             raise mine.error
-        return workflow in admitted(mine.configmap)
+        if workflow not in admitted(mine.configmap):
+            return Slot.FULL
+        return Slot.HELD if mine.held_before else Slot.TAKEN
 
     def _take_together(self, batch: list[_Take], max_jobs: int) -> None:
         """Admit as many of `batch` as fit, in order, with one compare-and-set."""
         names = [take.workflow for take in batch]
+
+        def admit(configmap: dict) -> dict | None:  # on each version the write is tried on
+            held = set(admitted(configmap))
+            for take in batch:
+                take.held_before = take.workflow in held
+            return with_slots(configmap, names, max_jobs)
+
         try:
             configmap = self.read()
-            if with_slots(configmap, names, max_jobs) is not None:
-                configmap = self._write(lambda cm: with_slots(cm, names, max_jobs),
-                                        known=configmap) or self.read()
+            if admit(configmap) is not None:
+                configmap = self._write(admit, known=configmap) or self.read()
         except Exception as error:  # each waiting handler answers for its own event
             for take in batch:
                 take.error = error
@@ -176,4 +196,5 @@ class _Take:
         self.workflow = workflow
         self.done = threading.Event()
         self.configmap: dict = {}
+        self.held_before = False
         self.error: Exception | None = None

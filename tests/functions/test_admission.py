@@ -220,7 +220,7 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
 
 
 def takes_queued_behind_a_busy_turn(kube: Kube, namespace: str, names: list[str],
-                                    max_jobs: int) -> dict[str, bool | BaseException]:
+                                    max_jobs: int) -> dict[str, admission.Slot | BaseException]:
     """Each name's take, all started while the turn is busy and let go together."""
     with admission.Slots._turn:
         with ThreadPoolExecutor(len(names)) as pool:
@@ -251,8 +251,20 @@ def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: Emb
     holders = admission.Slots(kube, namespace).current()
     assert counting.writes == {("ConfigMap", admission.NAME): 1}
     assert len(holders) == 4 and holders[0] == "first"
-    assert sorted(name for name, held in results.items() if held is True) == sorted(holders[1:])
-    assert sorted(results.values()) == [False, False, False, True, True, True]
+    taken = sorted(name for name, slot in results.items() if slot is admission.Slot.TAKEN)
+    assert taken == sorted(holders[1:])
+    assert sorted(slot.value for slot in results.values()) == ["full"] * 3 + ["taken"] * 3
+
+
+def test_a_take_tells_a_slot_taken_now_from_one_held_before(cluster: EmbeddedCluster,
+                                                            kube: Kube):
+    namespace = "taken-or-held"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    slots = admission.Slots(kube, namespace)
+    assert slots.take("a", max_jobs=1) is admission.Slot.TAKEN
+    assert slots.take("a", max_jobs=1) is admission.Slot.HELD
+    assert slots.take("b", max_jobs=1) is admission.Slot.FULL
+    assert [bool(slots.take(name, 1)) for name in ("a", "b")] == [True, False]
 
 
 def test_a_failed_take_fails_every_take_it_was_making(cluster: EmbeddedCluster, kube: Kube):
@@ -269,3 +281,39 @@ def test_a_failed_take_fails_every_take_it_was_making(cluster: EmbeddedCluster, 
     assert all(isinstance(error, KubeError) and error.status == 429
                for error in errors.values())
     assert admission.Slots(kube, namespace).current() == []
+
+
+def test_a_queued_workflow_another_admission_is_starting_is_left_to_it(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    """Two slots: `leaving` frees one; `starting` holds the other, given by an admission
+    still creating its objects. The freed slot goes to the next in line; `starting`
+    is not started a second time, unless the tick finds it still queued."""
+    namespace = "held-while-queued"
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    config = settings.load(environment(tmp_path, receiver, maxJobs="2",
+                                       C2D_NAMESPACE=namespace))
+    for name in ("starting", "next-in-line"):
+        create_workflow(kube, name, namespace)
+        kube.update_status("Workflow", namespace, name,
+                           lambda w: configure.decide.queued(wf.status(w)))
+    slots = admission.Slots(kube, namespace)
+    assert slots.take("leaving", max_jobs=2) is admission.Slot.TAKEN
+    assert slots.take("starting", max_jobs=2) is admission.Slot.TAKEN
+    counting = Counting(api_client(str(cluster.kubeconfig)))
+    stage = Stage("configure", config, counting, logging.getLogger("test"))
+
+    freed = events.make(events.WORKFLOW_FINISHED, "/c2d/publish",
+                        {"metadata": {"name": "leaving", "namespace": namespace}})
+    reply = configure.on_workflow_finished(freed, stage)
+
+    assert reply is not None and events.workflow_ref(reply).name == "next-in-line"
+    assert sorted(slots.current()) == ["next-in-line", "starting"]
+    assert kube.get("Job", namespace, "next-in-line-configure") is not None
+    assert kube.get("Job", namespace, "starting-configure") is None
+    assert ("Workflow", "starting") not in counting.writes
+    assert wf.status_code(kube.get("Workflow", namespace, "starting")) == wf.QUEUED
+
+    configure.on_tick(ping(), stage)  # its admission never got to it: the tick does
+
+    assert kube.get("Job", namespace, "starting-configure") is not None
+    assert wf.status_code(kube.get("Workflow", namespace, "starting")) == wf.CONFIGURING
