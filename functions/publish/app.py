@@ -100,7 +100,12 @@ def after_filter(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None:
 
 
 def finish(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None:
-    """The publish Job ended: record results, 70 or 62, clean up, `workflow.finished`."""
+    """The publish Job ended: clean up, record results and 70 or 62, `workflow.finished`.
+
+    What the run created goes first, but the publish Job itself: should the status
+    write fail, a retry still reads the outcome from that Job. The write then
+    records the clean-up too (`CleanedUp`), one write where there were two.
+    """
     outcome = stage.job_outcome(job)
     if outcome is None or wf.status_code(workflow) != wf.PUBLISHING:
         return None
@@ -110,33 +115,51 @@ def finish(workflow: dict, job: dict, stage: Stage) -> CloudEvent | None:
     except storage.StorageError as error:
         problem = str(error)
     manifest = storage.reported_manifest(outcome.message)
-    written = stage.update_status(
-        workflow, lambda w: decide.published(wf.status(w), outcome, results, problem, manifest))
+    cleaning = not stage.settings.debug_no_cleanup
+    if cleaning:
+        delete_run(workflow, stage, keep="publish")
+
+    def published(current: dict) -> dict | None:
+        new = decide.published(wf.status(current), outcome, results, problem, manifest)
+        return cleaned(new) if new is not None and cleaning else new
+
+    written = stage.update_status(workflow, published)
     if written is None:
         return None
-    try:
-        clean_up(written, stage)
-    except KubeError as error:  # the tick finishes it; the outcome is recorded already
-        stage.log.warning("cleanup failed: %s", error, extra={"workflow": wf.key(written)})
+    if cleaning:
+        try:  # once the outcome is recorded; if this fails, the Workflow's deletion does it
+            stage.kube.delete("Job", wf.namespace(written), wf.names(written).job("publish"))
+        except KubeError as error:
+            stage.log.warning("cleanup failed: %s", error, extra={"workflow": wf.key(written)})
     return stage.reply(events.WORKFLOW_FINISHED, written, statusCode=wf.status_code(written),
                        phase=wf.status(written).get("phase"))
 
 
 def clean_up(workflow: dict, stage: Stage) -> None:
-    """Delete what the workflow's run created, once (condition `CleanedUp`), unless
+    """Delete what a final workflow's run left, once (condition `CleanedUp`), unless
     DEBUG_NO_CLEANUP. The Workflow itself stays for its retention."""
     if stage.settings.debug_no_cleanup or wf.condition(wf.status(workflow), "CleanedUp"):
         return
+    delete_run(workflow, stage)
+    stage.update_status(workflow, lambda w: None if wf.condition(wf.status(w), "CleanedUp")
+                        else cleaned(wf.status(w)))
+
+
+def delete_run(workflow: dict, stage: Stage, keep: str | None = None) -> None:
+    """Delete the Jobs (but `keep`'s), volumes, ConfigMap, Secret and NetworkPolicy."""
     namespace, names = wf.namespace(workflow), wf.names(workflow)
     for job_stage in wf.STAGES:
-        stage.kube.delete("Job", namespace, names.job(job_stage))
+        if job_stage != keep:
+            stage.kube.delete("Job", namespace, names.job(job_stage))
     for kind, name in (("PersistentVolumeClaim", names.data_volume),
                        ("PersistentVolumeClaim", names.adminlogs_volume),
                        ("ConfigMap", names.configmap), ("Secret", names.secret),
                        ("NetworkPolicy", names.network_policy)):
         stage.kube.delete(kind, namespace, name)
-    stage.update_status(workflow, lambda w: None if wf.condition(wf.status(w), "CleanedUp")
-                        else wf.set_condition(wf.status(w), "CleanedUp", True, "Deleted"))
+
+
+def cleaned(status: dict) -> dict:
+    return wf.set_condition(status, "CleanedUp", True, "Deleted")
 
 
 def route(event: CloudEvent) -> Handler | None:
