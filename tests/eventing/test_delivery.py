@@ -75,13 +75,17 @@ def event() -> CloudEvent:
     return CloudEvent(attributes={"type": "t", "source": "/s", "id": "1"}, data={"a": 1})
 
 
-def test_one_thread_reuses_its_connection(sender: Sender) -> None:
-    subscriber = RawSubscriber()
+def send_to(sender: Sender, subscriber: RawSubscriber, times: int) -> list[int | None]:
+    """The statuses of `times` sends from this thread, the subscriber closed after."""
     try:
-        statuses = [sender.send(subscriber.url, event()).status for _ in range(3)]
+        return [sender.send(subscriber.url, event()).status for _ in range(times)]
     finally:
         subscriber.close()
-    assert statuses == [202, 202, 202]
+
+
+def test_one_thread_reuses_its_connection(sender: Sender) -> None:
+    subscriber = RawSubscriber()
+    assert send_to(sender, subscriber, 3) == [202, 202, 202]
     assert (subscriber.connections, subscriber.requests) == (1, 3)
     assert subscriber.paths == ["/path?x=1"] * 3
 
@@ -89,21 +93,13 @@ def test_one_thread_reuses_its_connection(sender: Sender) -> None:
 def test_a_connection_the_subscriber_closed_is_replaced_and_the_event_sent_once(
         sender: Sender) -> None:
     subscriber = RawSubscriber(close_after_answer=True)
-    try:
-        statuses = [sender.send(subscriber.url, event()).status for _ in range(3)]
-    finally:
-        subscriber.close()
-    assert statuses == [202, 202, 202]
+    assert send_to(sender, subscriber, 3) == [202, 202, 202]
     assert (subscriber.connections, subscriber.requests) == (3, 3)
 
 
 def test_connection_close_is_honoured(sender: Sender) -> None:
     subscriber = RawSubscriber(announce_close=True)
-    try:
-        statuses = [sender.send(subscriber.url, event()).status for _ in range(2)]
-    finally:
-        subscriber.close()
-    assert statuses == [202, 202]
+    assert send_to(sender, subscriber, 2) == [202, 202]
     assert (subscriber.connections, subscriber.requests) == (2, 2)
 
 

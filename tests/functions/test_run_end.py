@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cloudevents.core.v1.event import CloudEvent
 
 from devstack.cluster import EmbeddedCluster
 from functions.publish import app as publish
@@ -45,11 +46,22 @@ def is_publish_job_update(event: Any) -> bool:
         and (event.get_subject() or "").endswith("-publish")
 
 
-def published_but_not_told(relay: Relay, kube: Kube, workflow: dict) -> dict:
-    """Run `workflow` until its publish Job ended, keeping that Job's event back."""
+def published_but_not_told(relay: Relay, kube: Kube, workflow: dict) -> CloudEvent:
+    """Run `workflow` until its publish Job ended; that Job's event, kept back."""
     with pytest.raises(AssertionError, match="did not finish"):
         drive(relay, kube, workflow, timeout=20, drop=is_publish_job_update)
-    return finished_job(kube, "default", f"{wf.name(workflow)}-publish")
+    return resource_event("update", finished_job(kube, "default", f"{wf.name(workflow)}-publish"))
+
+
+def publish_stage(config: settings.Settings, kube: Kube) -> Stage:
+    return Stage("publish", config, kube, logging.getLogger("test"))
+
+
+def assert_ended_and_cleaned_up(kube: Kube, name: str) -> None:
+    status = kube.get("Workflow", "default", name)["status"]
+    assert (status["statusCode"], status["phase"]) == (70, "Succeeded")
+    assert status["results"] and wf.condition(status, "CleanedUp")["status"] == "True"
+    assert left_by(kube, name) == {}
 
 
 def left_by(kube: Kube, name: str) -> dict[str, list[str]]:
@@ -62,20 +74,14 @@ def left_by(kube: Kube, name: str) -> dict[str, list[str]]:
 def test_the_final_status_and_the_clean_up_are_one_write(relay, kube: Kube, cluster,
                                                          config, make_workflow):
     created = make_workflow()
-    name = wf.name(created)
-    job = published_but_not_told(relay, kube, created)
+    publish_ended = published_but_not_told(relay, kube, created)
     counting = Counting(api_client(str(cluster.kubeconfig)))
-    stage = Stage("publish", config, counting, logging.getLogger("test"))
 
-    reply = publish.on_job_updated(resource_event("update", job), stage)
+    reply = publish.on_job_updated(publish_ended, publish_stage(config, counting))
 
     assert reply is not None and reply.get_type() == events.WORKFLOW_FINISHED
-    assert counting.writes == {("Workflow", name): 1}
-    status = kube.get("Workflow", "default", name)["status"]
-    assert (status["statusCode"], status["phase"]) == (70, "Succeeded")
-    assert wf.condition(status, "CleanedUp")["status"] == "True"
-    assert status["results"]
-    assert left_by(kube, name) == {}
+    assert counting.writes == {("Workflow", wf.name(created)): 1}
+    assert_ended_and_cleaned_up(kube, wf.name(created))
 
 
 class FailingOnce(Kube):
@@ -94,20 +100,16 @@ def test_a_failed_final_write_keeps_the_publish_job_for_the_retry(relay, kube: K
                                                                    config, make_workflow):
     created = make_workflow()
     name = wf.name(created)
-    job = published_but_not_told(relay, kube, created)
-    failing = FailingOnce(api_client(str(cluster.kubeconfig)))
-    stage = Stage("publish", config, failing, logging.getLogger("test"))
+    publish_ended = published_but_not_told(relay, kube, created)
+    stage = publish_stage(config, FailingOnce(api_client(str(cluster.kubeconfig))))
 
     with pytest.raises(KubeError):
-        publish.on_job_updated(resource_event("update", job), stage)
+        publish.on_job_updated(publish_ended, stage)
 
     assert wf.status_code(kube.get("Workflow", "default", name)) == wf.PUBLISHING
     assert left_by(kube, name) == {"Job": [f"{name}-publish"]}
 
-    retried = publish.on_job_updated(resource_event("update", job), stage)  # the Broker's retry
+    retried = publish.on_job_updated(publish_ended, stage)  # the Broker's retry
 
     assert retried is not None and retried.get_type() == events.WORKFLOW_FINISHED
-    status = kube.get("Workflow", "default", name)["status"]
-    assert (status["statusCode"], status["phase"]) == (70, "Succeeded")
-    assert status["results"] and wf.condition(status, "CleanedUp")["status"] == "True"
-    assert left_by(kube, name) == {}
+    assert_ended_and_cleaned_up(kube, name)
