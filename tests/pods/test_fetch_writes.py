@@ -1,4 +1,5 @@
-"""How the configure pod's downloads reach the disk: small writes, zero runs as holes."""
+"""How the configure pod's downloads reach the disk: small writes, zero runs as holes,
+and the page cache dropped behind the download."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def _body() -> bytes:
     return bytes(body)
 
 
-def _download(url: str, target) -> int:
-    fetcher = fetch.Fetcher(fetch.Limits(), fetch.DiskBudget(SIZE), logging.getLogger("test"))
+def _download(url: str, target, limits: fetch.Limits | None = None) -> int:
+    fetcher = fetch.Fetcher(limits or fetch.Limits(), fetch.DiskBudget(SIZE),
+                            logging.getLogger("test"))
     try:
         return fetcher.download(url, target)
     finally:
@@ -71,3 +73,28 @@ def test_a_zero_run_of_one_write_becomes_a_hole(server, tmp_path):
         assert os.lseek(fd, ZERO_RUN[1], os.SEEK_HOLE) == SIZE  # the short run is data
     finally:
         os.close(fd)
+
+
+def test_written_bytes_leave_the_page_cache_a_window_behind(server, tmp_path, monkeypatch):
+    dataset, body = server
+    window = 256 * KIB
+    advice: list[tuple[int, int, int]] = []  # (length, position, advice)
+    real_fadvise = os.posix_fadvise
+
+    def recording_fadvise(fd: int, offset: int, length: int, kind: int) -> None:
+        assert offset == 0
+        advice.append((length, os.lseek(fd, 0, os.SEEK_CUR), kind))
+        real_fadvise(fd, offset, length, kind)
+
+    monkeypatch.setattr(fetch.os, "posix_fadvise", recording_fadvise)
+    target = tmp_path / "mixed.bin"
+    assert _download(f"{dataset.url}/files/mixed.bin", target,
+                     fetch.Limits(cache_behind=window)) == SIZE
+
+    assert target.read_bytes() == body
+    assert {kind for _, _, kind in advice} == {os.POSIX_FADV_DONTNEED}
+    lengths = [length for length, _, _ in advice]
+    assert lengths == sorted(set(lengths))  # each call reaches further
+    # never the last window written, and never more than two windows behind
+    assert all(length == position - window for length, position, _ in advice)
+    assert lengths[0] >= window and SIZE - lengths[-1] <= 2 * window + fetch.CHUNK
