@@ -288,12 +288,10 @@ def results_table(workflow: dict) -> str:
 
 def unlisted_results(workflow: dict) -> str | None:
     """Where the results too many for the status are listed, when there are any."""
-    status = wf.status(workflow)
-    unlisted = (status.get("resultsCount") or 0) - len(status.get("results") or [])
-    if unlisted <= 0:
+    unlisted, where = wf.unlisted_results(wf.status(workflow))
+    if not unlisted:
         return None
-    return (f"{unlisted} more results (too many for the status) are listed in "
-            f"{status.get('resultsManifest') or 'the result manifest'}")
+    return f"{unlisted} more results (too many for the status) are listed in {where}"
 
 
 def result_folders(workflow: dict) -> list[Path]:

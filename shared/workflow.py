@@ -139,6 +139,12 @@ def code_of(current_status: dict) -> int:
     return int(current_status.get("statusCode") or 0)
 
 
+def unlisted_results(current_status: dict) -> tuple[int, str]:
+    """How many results the status leaves out (too many for it), and where all are listed."""
+    unlisted = (current_status.get("resultsCount") or 0) - len(current_status.get("results") or [])
+    return max(unlisted, 0), current_status.get("resultsManifest") or "the result manifest"
+
+
 def is_final(workflow: dict) -> bool:
     return status(workflow).get("phase") in FINAL_PHASES
 

@@ -87,11 +87,11 @@ def recorded(results: list[dict], manifest: str | None) -> dict:
 
 def _partial(listed: dict) -> str:
     """What the Published condition says when the status lists only some results."""
-    shown, count = len(listed["results"]), listed["resultsCount"]
-    if shown == count:
+    unlisted, where = wf.unlisted_results(listed)
+    if not unlisted:
         return ""
-    return (f"{count} results; the status lists {shown}, and all are in "
-            f"{listed['resultsManifest'] or 'the result manifest'}")
+    count = listed["resultsCount"]
+    return f"{count} results; the status lists {count - unlisted}, and all are in {where}"
 
 
 def expired(workflow: dict, retention_hours: int, now: datetime) -> bool:
