@@ -7,6 +7,7 @@ host only, never the query string, which may carry a signature or a token.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -152,7 +153,8 @@ def _drop_cached(fd: int, length: int) -> None:
     page cache. Pages still dirty stay cached: the next call, a window later, drops
     them."""
     if hasattr(os, "posix_fadvise"):  # Linux, where pods run
-        os.posix_fadvise(fd, 0, length, os.POSIX_FADV_DONTNEED)
+        with contextlib.suppress(OSError):  # advice: a file system may ignore or refuse it
+            os.posix_fadvise(fd, 0, length, os.POSIX_FADV_DONTNEED)
 
 
 class Fetcher:

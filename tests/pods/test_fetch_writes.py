@@ -98,3 +98,16 @@ def test_written_bytes_leave_the_page_cache_a_window_behind(server, tmp_path, mo
     # never the last window written, and never more than two windows behind
     assert all(length == position - window for length, position, _ in advice)
     assert lengths[0] >= window and SIZE - lengths[-1] <= 2 * window + fetch.CHUNK
+
+
+def test_a_file_system_refusing_the_advice_still_gets_the_file(server, tmp_path, monkeypatch):
+    dataset, body = server
+
+    def refusing_fadvise(fd: int, offset: int, length: int, kind: int) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(fetch.os, "posix_fadvise", refusing_fadvise)
+    target = tmp_path / "mixed.bin"
+    assert _download(f"{dataset.url}/files/mixed.bin", target,
+                     fetch.Limits(cache_behind=256 * KIB)) == SIZE
+    assert target.read_bytes() == body
