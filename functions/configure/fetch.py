@@ -29,12 +29,10 @@ from shared.pod import redact_url
 # to 32 KiB they come from per-CPU lists of recently freed pages; larger ones from
 # free blocks of 2 MiB and more, which a VM with free page reporting
 # (virtio-balloon, like the benchmark's) has handed back to its host, so that each
-# page faults in the host again. A download that keeps its whole file in the
-# cache needs as many fresh pages as the file has; one that drops it behind
-# reuses its own. On the benchmark's VM a GiB took 0.62-0.77 s this way (15 runs),
-# against 0.45-1.81 s keeping the file cached and 0.4-1.3 s in 64 KiB writes
-# (curl, 16 KiB writes: 0.86-1.66 s). Bounding the cache is also what a pod with
-# a memory limit needs: the page cache its writes fill is charged to it.
+# page faults in the host again. A download that keeps its whole file cached
+# needs as many fresh pages as the file has; one that drops it behind reuses its
+# own. Bounding the cache is also what a pod with a memory limit needs: the page
+# cache its writes fill is charged to it. Measurements: benchmarks/README.md.
 CHUNK = 1 << 20
 WRITE_SIZE = 1 << 15
 ZEROS = bytes(WRITE_SIZE)
@@ -109,10 +107,10 @@ def _pieces(response: requests.Response, url: str) -> Iterator[memoryview]:
     """The body in pieces of at most CHUNK bytes, each valid until the next one is read.
 
     A body sent as is is read straight into one reused buffer: through iter_content
-    (a new 64 KiB object per piece) a GiB cost 1.0-1.8 s of CPU on the benchmark's VM
-    and took 1.4-2.4 s, this way 0.6 s of CPU and 0.9-1.4 s (curl: 1.5-1.6 s on the
-    same server). A body with a Content-Encoding goes through iter_content, which
-    decodes it.
+    (a new object per 64 KiB piece) a GiB cost 1.0-1.8 s of CPU on the benchmark's
+    VM and took 1.4-2.4 s, this way 0.6 s of CPU and 0.9-1.4 s (curl: 1.5-1.6 s on
+    the same server). A body with a Content-Encoding goes through iter_content,
+    which decodes it.
     """
     body = getattr(response.raw, "_fp", None)  # http.client's response: readinto
     if response.headers.get("Content-Encoding", "identity").lower() != "identity" \
