@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sequential", type=int,
                         help="workflows run one at a time (30; quick 5)")
     parser.add_argument("--max-jobs", type=int, default=10, help="maxJobs of the batch (10)")
+    parser.add_argument("--rounds", type=int, help="batches run by the engine and then without "
+                        "it, alternated, for the throughput (2; quick 1)")
     parser.add_argument("--data-mib", type=int, help="bytes through each data path, in MiB "
                         "(1024; quick 128)")
     parser.add_argument("--repeats", type=int, help="runs of each data path side (5; quick 1)")
@@ -63,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     quick = args.quick
     defaults = {"workflows": 20 if quick else 200, "sequential": 5 if quick else 30,
                 "data_mib": 128 if quick else 1024, "repeats": 1 if quick else 5,
-                "coldstart_samples": 2 if quick else 5}
+                "coldstart_samples": 2 if quick else 5, "rounds": 1 if quick else 2}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -182,6 +184,18 @@ def engine(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], lis
                                             timeout)
         raw["reference"] = scenarios.reference_summary(reference) | {"cpu_seconds": cpu.stop()}
         raw["load_after_reference"] = load_average()
+        rounds = [throughput_round(raw["batch"], raw["reference"])]
+        for number in range(2, args.rounds + 1):
+            again = scenarios.run_workflows(stack, f"batch{number}", args.workflows, True,
+                                            timeout, tap)
+            again_reference = scenarios.run_reference(stack, f"ref{number}", args.workflows,
+                                                      args.max_jobs, timeout)
+            rounds.append(throughput_round(
+                {"workflows": len(again.names), "wall_seconds": again.wall,
+                 "phases": scenarios.phases(again)},
+                {"workflows": len(again_reference.names), "wall_seconds": again_reference.wall,
+                 "failed": again_reference.failed}))
+        raw["throughput_rounds"] = rounds
         raw["broker_counters"] = stack.eventing.broker.counters  # retried, failed, lost...
         raw["stack_log"] = str(stack.log_path)  # kept only with --workdir
         tap.detach()
@@ -224,16 +238,9 @@ def _engine_figures(raw: dict[str, Any], args: argparse.Namespace) -> list[Figur
                           value=derived["overhead_expected_seconds"],
                           note=f"derived, not measured: worst "
                                f"{derived['overhead_worst_seconds']:.0f} s"))
-    batch, reference = raw["batch"], raw["reference"]
-    rate = batch["workflows"] / batch["wall_seconds"]
-    ref_rate = reference["workflows"] / reference["wall_seconds"]
-    failed = batch["phases"].get("Succeeded", 0) != batch["workflows"] or reference["failed"]
-    figures.append(Figure("3 throughput", f"{batch['workflows']} workflows, maxJobs "
-                          f"{args.max_jobs}: engine vs the same Jobs without it", "wf/s",
-                          value=rate, reference=ref_rate, ratio=rate / ref_rate,
-                          target=">=0.8x", met=rate / ref_rate >= 0.8 and not failed,
-                          note=f"phases {batch['phases']}, reference failures "
-                               f"{len(reference['failed'])}"))
+    rounds = raw.get("throughput_rounds") or [throughput_round(raw["batch"], raw["reference"])]
+    figures.append(throughput_figure(rounds, args.max_jobs))
+    ref_rate = figures[-1].reference
     for run_name, label in (("batch", "engine"), ("reference", "reference")):
         cpu = raw[run_name].get("cpu_seconds")
         if cpu:
@@ -249,6 +256,40 @@ def _engine_figures(raw: dict[str, Any], args: argparse.Namespace) -> list[Figur
                               value=expected, reference=ref_rate, ratio=expected / ref_rate,
                               note="derived, not measured"))
     return figures
+
+
+def throughput_round(batch: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """One batch by the engine and the same batch without it: sizes, walls, the ratio."""
+    engine = {key: batch[key] for key in ("workflows", "wall_seconds", "phases")}
+    without = {key: reference[key] for key in ("workflows", "wall_seconds", "failed")}
+    ratio = (engine["workflows"] / engine["wall_seconds"]) / (
+        without["workflows"] / without["wall_seconds"])
+    return {"engine": engine, "reference": without, "ratio": ratio}
+
+
+def throughput_figure(rounds: list[dict[str, Any]], max_jobs: int) -> Figure:
+    """The engine's rate against the reference's, each over all its rounds.
+
+    A single round swung 0.73-0.93x in some 70 runs on the benchmark's VM: the
+    pods' CPU, most of a workflow's, varies by some 5 % from one run to the next.
+    Rounds alternate engine and reference, so each side meets the same moments.
+    """
+    engine_rate = (sum(r["engine"]["workflows"] for r in rounds)
+                   / sum(r["engine"]["wall_seconds"] for r in rounds))
+    reference_rate = (sum(r["reference"]["workflows"] for r in rounds)
+                      / sum(r["reference"]["wall_seconds"] for r in rounds))
+    failed = any(r["engine"]["phases"].get("Succeeded", 0) != r["engine"]["workflows"]
+                 or r["reference"]["failed"] for r in rounds)
+    ratio = engine_rate / reference_rate
+    workflows = rounds[0]["engine"]["workflows"]
+    each = ", ".join(f"{r['ratio']:.2f}x" for r in rounds)
+    phases = [r["engine"]["phases"] for r in rounds]
+    return Figure("3 throughput", f"{workflows} workflows, maxJobs {max_jobs}: engine vs the "
+                  f"same Jobs without it", "wf/s", value=engine_rate, reference=reference_rate,
+                  ratio=ratio, target=">=0.8x", met=ratio >= 0.8 and not failed,
+                  note=f"{len(rounds)} round(s), alternated: {each}; phases "
+                       f"{phases[0] if len(phases) == 1 else phases}, reference failures "
+                       f"{sum(len(r['reference']['failed']) for r in rounds)}")
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Path], tuple[dict[str, Any], list[Figure]]]] = {

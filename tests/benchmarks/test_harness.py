@@ -28,7 +28,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--workflows", "3", "--sequential", "2",
          "--data-mib", "4", "--repeats", "1", "--coldstart-samples", "1",
-         "--coldstart-functions", "c2d-algorithm", "--memory-events", "20",
+         "--coldstart-functions", "c2d-algorithm", "--memory-events", "20", "--rounds", "2",
          "--output", str(output), "--workdir", str(tmp_path_factory.mktemp("work"))],
         cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -63,6 +63,9 @@ def test_engine_runs_every_workflow_and_keeps_raw_samples(results: tuple[dict, s
     assert engine["batch"]["phases"] == {"Succeeded": 3}
     assert engine["sequential"]["phases"] == {"Succeeded": 2}
     assert engine["reference"]["failed"] == []
+    rounds = engine["throughput_rounds"]
+    assert [r["engine"]["phases"] for r in rounds] == [{"Succeeded": 3}] * 2
+    assert all(r["reference"]["failed"] == [] and r["ratio"] > 0 for r in rounds)
     for run in ("batch", "sequential"):
         for transition in ("add->configure", "configure->algorithm", "algorithm->publish"):
             _summary(engine[run]["transitions"][transition])
