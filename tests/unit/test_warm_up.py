@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from types import SimpleNamespace
 
@@ -12,6 +13,13 @@ from functions.configure import app as configure
 from shared import gunicorn_config, templates
 
 from .helpers import load_settings
+
+
+@pytest.fixture(autouse=True)
+def unfrozen():
+    """The hook freezes this process's objects: give them back to the collector after."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture
@@ -42,3 +50,11 @@ def test_a_failed_warm_up_is_logged_and_the_worker_still_starts(tmp_path, caplog
 
 def test_an_app_without_a_warm_up_is_left_alone():
     gunicorn_config.post_worker_init(SimpleNamespace(wsgi=SimpleNamespace(config={})))
+
+
+def test_what_start_up_built_is_set_aside_from_full_collections(tmp_path, clients):
+    app = configure.build(config=load_settings({"TEMPLATES_DIR": str(tmp_path)}))
+    gc.unfreeze()
+    gunicorn_config.post_worker_init(SimpleNamespace(wsgi=app))
+    assert gc.get_freeze_count() > 10_000  # the imports' objects, the app's among them
+    assert all(obj is not app for obj in gc.get_objects())  # frozen, out of every generation
