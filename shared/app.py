@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
@@ -103,15 +104,8 @@ class Stage:
         trips to a busy API server before it could create its Job.
         """
         objects = list(objects)
-        first = [obj for obj in objects if obj["kind"] != "Job"]
-        if len(first) > 1:
-            together = [_creator().submit(self.kube.create_or_get, obj) for obj in first]
-            for future in together:
-                future.exception()  # all of them done before the first failure is raised
-            for future in together:
-                future.result()
-        elif first:
-            self.kube.create_or_get(first[0])
+        together(*(partial(self.kube.create_or_get, obj)
+                   for obj in objects if obj["kind"] != "Job"))
         for obj in objects:
             if obj["kind"] == "Job":
                 self.kube.create_or_get(obj)
@@ -126,18 +120,36 @@ class Stage:
         return self.kube.get("Job", wf.namespace(workflow), wf.names(workflow).job(stage))
 
 
-_CREATORS = 4  # with a worker's 4 request threads, within the client's 10 connections
-_creator_pool: ThreadPoolExecutor | None = None
-_creator_lock = threading.Lock()
+_HELPERS = 4  # with a worker's 4 request threads, within the client's 10 connections
+_helper_pool: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
 
 
-def _creator() -> ThreadPoolExecutor:
-    """The process's threads for creating objects together (made after gunicorn forks)."""
-    global _creator_pool
-    with _creator_lock:
-        if _creator_pool is None:
-            _creator_pool = ThreadPoolExecutor(_CREATORS, thread_name_prefix="c2d-create")
-        return _creator_pool
+def _helpers() -> ThreadPoolExecutor:
+    """The process's threads for calls made together (made after gunicorn forks)."""
+    global _helper_pool
+    with _helper_lock:
+        if _helper_pool is None:
+            _helper_pool = ThreadPoolExecutor(_HELPERS, thread_name_prefix="c2d-together")
+        return _helper_pool
+
+
+def together(*calls: Callable[[], Any]) -> list[Any]:
+    """Make `calls` at once, the first on this thread; their results, in order.
+
+    For calls to the API server that do not depend on each other: one after the
+    other, a handler waited for each round trip to a busy server in turn. All of
+    them are done before the first failure is raised.
+    """
+    if not calls:
+        return []
+    others = [_helpers().submit(call) for call in calls[1:]]
+    try:
+        first = calls[0]()
+    finally:
+        for future in others:
+            future.exception()
+    return [first, *(future.result() for future in others)]
 
 
 class RetryLater(RuntimeError):

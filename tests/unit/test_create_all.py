@@ -1,4 +1,5 @@
-"""Stage.create_all: what a Job's pod uses is created together, the Jobs after it."""
+"""`together` makes independent calls at once; Stage.create_all through it creates what a
+Job's pod uses together, the Jobs after it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from shared.app import Stage
+from shared.app import Stage, together
 from shared.kube import KubeError
 
 from .helpers import load_settings
@@ -64,3 +65,33 @@ def test_a_single_object_before_the_job_is_created_first() -> None:
     kube = Together(together=1)
     stage(kube).create_all([obj("NetworkPolicy", "wf"), obj("Job", "wf-algorithm")])
     assert kube.done == ["NetworkPolicy/wf", "Job/wf-algorithm"]
+
+
+def test_together_gives_the_results_in_order_of_calls_made_at_once() -> None:
+    meeting = threading.Barrier(3, timeout=5)  # a call made alone breaks it
+
+    def call(result: str) -> str:
+        meeting.wait()
+        return result
+
+    assert together(lambda: call("a"), lambda: call("b"), lambda: call("c")) == ["a", "b", "c"]
+    assert together() == []
+
+
+def test_together_raises_the_first_failure_once_every_call_ended() -> None:
+    ended: list[str] = []
+    meeting = threading.Barrier(2, timeout=5)
+
+    def failing() -> None:
+        meeting.wait()
+        raise KubeError("throttled", status=429)
+
+    def slow() -> str:
+        meeting.wait()
+        threading.Event().wait(0.2)  # still running when the first call has failed
+        ended.append("slow")
+        return "slow"
+
+    with pytest.raises(KubeError, match="throttled"):
+        together(failing, slow)
+    assert ended == ["slow"]
