@@ -6,6 +6,12 @@ that object (its resourceVersion), never a counter in memory. The same write
 keeps the object's announcement current (`environment.json`, given by
 `Slots.announce`): its `currentJobs` is the number admitted by construction,
 and a slot changing hands costs no second object to read and write.
+
+Each process remembers the ConfigMap as it last read or wrote it, and writes
+on that copy: a round trip less per slot changing hands. The copy is a hint,
+never the truth. A stale one costs a refused write and a fresh read (the
+compare-and-set); a stale full house is looked at again by whoever queues a
+workflow on it (`functions.configure.app.admit`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 
 from functions.configure import environment
@@ -109,6 +116,8 @@ class Slots:
     _turn = threading.Lock()
     _waiting: dict[str, list[_Take]] = {}  # namespace -> takes not yet made, in order
     _waiting_lock = threading.Lock()
+    # Per client (one per cluster), namespace -> the ConfigMap as this process last saw it.
+    _seen: weakref.WeakKeyDictionary[Kube, dict[str, dict]] = weakref.WeakKeyDictionary()
 
     def __init__(self, kube: Kube, namespace: str,
                  announce: Callable[[int], dict] | None = None):
@@ -118,7 +127,16 @@ class Slots:
 
     def read(self) -> dict:
         """The ConfigMap, created empty when missing."""
-        return self.kube.get_or_create(empty(self.namespace, self.announce))
+        return self._remember(self.kube.get_or_create(empty(self.namespace, self.announce)))
+
+    def seen(self) -> dict | None:
+        """The ConfigMap as this process last read or wrote it (a hint: it may be stale)."""
+        return self._seen.get(self.kube, {}).get(self.namespace)
+
+    def _remember(self, configmap: dict | None) -> dict | None:
+        if configmap is not None:
+            self._seen.setdefault(self.kube, {})[self.namespace] = configmap
+        return configmap
 
     def publish(self) -> None:
         """Rewrite a stale announcement (the settings changed since it was written)."""
@@ -127,10 +145,13 @@ class Slots:
     def _changed(self, change: Change) -> Change:
         return change if self.announce is None else announcing(change, self.announce)
 
-    def _write(self, change: Change, known: dict | None = None) -> dict | None:
-        """Compare-and-set `change` (None: nothing to write), with the announcement."""
-        return self.kube.update("ConfigMap", self.namespace, NAME, self._changed(change),
-                                known=known)
+    def _write(self, change: Change) -> dict | None:
+        """Compare-and-set `change` (None: nothing to write), with the announcement.
+
+        Tried first on the copy last seen here; a stale one is refused and read again.
+        """
+        return self._remember(self.kube.update("ConfigMap", self.namespace, NAME,
+                                               self._changed(change), known=self.seen()))
 
     def current(self) -> list[str]:
         return admitted(self.read())
@@ -138,8 +159,9 @@ class Slots:
     def take(self, workflow: str, max_jobs: int) -> Slot:
         """Whether `workflow` holds a slot after this call, and since when (`Slot`).
 
-        One read decides a full house (the common case under load): whoever frees
-        a slot next admits from the queue.
+        The copy last seen here decides (`seen`; read when there is none): a
+        caller that acts on a full house reads the slots again first, and one that
+        must not queue on a stale copy refreshes it (`read`) before the take.
         """
         mine = _Take(workflow)
         with self._waiting_lock:
@@ -168,9 +190,9 @@ class Slots:
             return with_slots(configmap, names, max_jobs)
 
         try:
-            configmap = self.read()
+            configmap = self.seen() or self.read()
             if admit(configmap) is not None:
-                configmap = self._write(admit, known=configmap) or self.read()
+                configmap = self._write(admit) or self.read()
         except Exception as error:  # each waiting handler answers for its own event
             for take in batch:
                 take.error = error

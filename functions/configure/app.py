@@ -6,13 +6,15 @@ Job's updates, and the resync tick. Serves GET /environment.
 
 from __future__ import annotations
 
+from functools import partial
+
 from cloudevents.core.v1.event import CloudEvent
 from flask import Flask, Response, jsonify
 
 from functions.configure import admission, decide, environment
 from shared import events, jobs, manifests
 from shared import workflow as wf
-from shared.app import Handler, Stage, create_app
+from shared.app import Handler, Stage, create_app, together
 from shared.kube import KubeError
 from shared.settings import Settings
 
@@ -27,11 +29,13 @@ PERMISSIONS = {
 
 
 def on_workflow_added(event: CloudEvent, stage: Stage) -> CloudEvent | None:
+    """Admit or queue the workflow, read fresh, deciding on the slots read with it."""
     added = events.resource_event(event)
-    workflow = stage.workflow(added.namespace, added.name)
+    slots = slots_of(stage, added.namespace)
+    workflow, _ = together(partial(stage.workflow, added.namespace, added.name), slots.read)
     if workflow is None:
         return None
-    return admit(workflow, stage, slots_of(stage, wf.namespace(workflow)))
+    return admit(workflow, stage, slots)
 
 
 def on_workflow_finished(event: CloudEvent, stage: Stage) -> CloudEvent | None:
@@ -51,6 +55,8 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """Reconcile from the cluster: lost adds, finished Jobs, stale slots, the queue."""
     namespace = stage.settings.namespace
     slots = slots_of(stage, namespace)
+    # The slots first: a workflow admitted after the listing would look dead to it.
+    held = slots.current()
     workflows = stage.workflows()
     for workflow in workflows:
         if not wf.status_code(workflow):
@@ -60,7 +66,7 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
             if job is not None and jobs.settled(job):
                 record_outcome(workflow, job, stage)
     live = {wf.name(w) for w in workflows if not wf.is_final(w)}
-    slots.release(name for name in slots.current() if name not in live)
+    slots.release(name for name in held if name not in live)
     reply = admit_queued(stage, namespace, slots, resume_held=True)
     slots.publish()  # an announcement from before a change of settings
     return reply

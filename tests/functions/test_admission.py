@@ -317,3 +317,113 @@ def test_a_queued_workflow_another_admission_is_starting_is_left_to_it(
 
     assert kube.get("Job", namespace, "starting-configure") is not None
     assert wf.status_code(kube.get("Workflow", namespace, "starting")) == wf.CONFIGURING
+
+
+def new_namespace(cluster: EmbeddedCluster, name: str) -> str:
+    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+def test_a_take_writes_on_the_copy_this_process_saw_last(cluster: EmbeddedCluster):
+    namespace = new_namespace(cluster, "seen-last")
+    counting = Counting(api_client(str(cluster.kubeconfig)))
+    slots = admission.Slots(counting, namespace)
+
+    assert slots.take("a", max_jobs=3) is admission.Slot.TAKEN  # nothing seen yet: one read
+    assert slots.take("b", max_jobs=3) is admission.Slot.TAKEN  # on what that write returned
+    slots.release(["a"])
+
+    assert configmaps(counting.reads) == {admission.NAME: 1}
+    assert configmaps(counting.writes) == {admission.NAME: 3}
+    assert admission.Slots(counting, namespace).current() == ["b"]
+
+
+def test_a_stale_copy_costs_a_refused_write_never_a_slot(cluster: EmbeddedCluster, kube: Kube):
+    namespace = new_namespace(cluster, "seen-stale")
+    here = CountingConflicts(api_client(str(cluster.kubeconfig)))
+    assert admission.Slots(here, namespace).take("mine", max_jobs=1) is admission.Slot.TAKEN
+    admission.Slots(here, namespace).release(["mine"])  # seen here: the slot is free
+    assert admission.Slots(kube, namespace).take("other", max_jobs=1) is admission.Slot.TAKEN
+
+    assert admission.Slots(here, namespace).take("late", max_jobs=1) is admission.Slot.FULL
+    assert here.conflicts == 1  # the stale copy was tried, refused, and read again
+    assert admission.Slots(kube, namespace).current() == ["other"]
+
+
+def test_an_add_is_decided_on_slots_read_with_the_workflow(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    """This process last saw a full house; another instance freed the slot since. The add
+    starts the workflow at once: it is not queued on the stale copy first."""
+    namespace = new_namespace(cluster, "seen-full")
+    config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
+    here = Counting(api_client(str(cluster.kubeconfig)))
+    assert admission.Slots(here, namespace).take("holder", max_jobs=1) is admission.Slot.TAKEN
+    admission.Slots(kube, namespace).release(["holder"])
+    workflow = create_workflow(kube, "next", namespace)
+
+    reply = configure.on_workflow_added(resource_event("add", workflow),
+                                        Stage("configure", config, here, logging.getLogger("t")))
+
+    assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
+    assert here.writes[("Workflow", "next")] == 1  # started, never written Queued
+    assert admission.Slots(kube, namespace).current() == ["next"]
+
+
+class MeetingReads(Kube):
+    """The first read of a Workflow and the first of the slots get through only together."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.meeting = threading.Barrier(2, timeout=5)
+        self.waiting = {"Workflow", "ConfigMap"}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        if kind in self.waiting:
+            self.waiting.discard(kind)
+            self.meeting.wait()  # a read made alone breaks the barrier
+        return super().get(kind, namespace, name)
+
+
+def test_an_add_reads_the_workflow_and_the_slots_at_once(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = new_namespace(cluster, "read-together")
+    config = settings.load(environment(tmp_path, receiver, maxJobs="2", C2D_NAMESPACE=namespace))
+    admission.Slots(kube, namespace).read()  # the ConfigMap exists: a read, not a create
+    workflow = create_workflow(kube, "both", namespace)
+    meeting = MeetingReads(api_client(str(cluster.kubeconfig)))
+
+    reply = configure.on_workflow_added(resource_event("add", workflow),
+                                        Stage("configure", config, meeting,
+                                              logging.getLogger("t")))
+
+    assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
+
+
+class AdmittedBehindTheListing(Kube):
+    """Right after the tick's listing of Workflows is served, another instance creates
+    and admits `late`: the listing cannot show it."""
+
+    def __init__(self, *args: Any, other: Kube, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.other, self.done = other, False
+
+    def list(self, kind: str, namespace: str, label_selector: str | None = None,
+             field_selector: str | None = None) -> list[dict]:
+        listed = super().list(kind, namespace, label_selector, field_selector)
+        if kind == "Workflow" and not self.done:
+            self.done = True
+            create_workflow(self.other, "late", namespace)
+            admission.Slots(self.other, namespace).take("late", max_jobs=2)
+        return listed
+
+
+def test_the_tick_keeps_the_slot_of_a_workflow_admitted_after_its_listing(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = new_namespace(cluster, "tick-late")
+    config = settings.load(environment(tmp_path, receiver, maxJobs="2", C2D_NAMESPACE=namespace))
+    racing = AdmittedBehindTheListing(api_client(str(cluster.kubeconfig)), other=kube)
+
+    configure.on_tick(ping(), Stage("configure", config, racing, logging.getLogger("t")))
+
+    assert racing.done
+    assert admission.Slots(kube, namespace).current() == ["late"]
