@@ -197,7 +197,8 @@ def transitions(run: EngineRun) -> dict[str, list[float]]:
     halves (the configure function answering with `configure.succeeded`, the
     algorithm function creating the Job) are listed too, and the same for publish.
     `add->configure` counts the workflows admitted at once; a queued one starts
-    when a slot frees, from the last `workflow.finished` before its Job.
+    when a slot frees, from the last `workflow.finished` before its Job. Both
+    together, every workflow from the event that let it in, are listed as well.
     Also, for context, the embedded cluster's share: pod exit seen -> that Job
     update entering the Broker; and the observer's: a Job created -> seen by the
     harness's watch.
@@ -221,11 +222,13 @@ def transitions(run: EngineRun) -> dict[str, list[float]]:
     for name in run.names:
         configure_job = jobs.get(f"{name}-configure")
         if name not in run.timeline.wf_queued:
-            add("add->configure", first.get(("add", name, "")), configure_job)
-        elif configure_job is not None:
-            before = [t for t in freed if t <= configure_job]
-            add("  (queued) workflow.finished -> next configure Job",
-                before[-1] if before else None, configure_job)
+            let_in = first.get(("add", name, ""))
+            add("add->configure", let_in, configure_job)
+        else:
+            before = [t for t in freed if configure_job is not None and t <= configure_job]
+            let_in = before[-1] if before else None
+            add("  (queued) workflow.finished -> next configure Job", let_in, configure_job)
+        add("  (every workflow) add or slot freed -> configure Job", let_in, configure_job)
         for stage, following in (("configure", "algorithm"), ("algorithm", "publish")):
             finished = first.get(("job-finished", name, stage))
             reply = first.get((STAGE_REPLY[stage], name, ""))
