@@ -159,9 +159,9 @@ class Slots:
     def take(self, workflow: str, max_jobs: int) -> Slot:
         """Whether `workflow` holds a slot after this call, and since when (`Slot`).
 
-        The copy last seen here decides (`seen`; read when there is none): a
-        caller that acts on a full house reads the slots again first, and one that
-        must not queue on a stale copy refreshes it (`read`) before the take.
+        The copy last seen here decides (`seen`; read when there is none). A full
+        house on a stale copy only queues a workflow, and `admit` looks again right
+        after; a caller that wants a fresh decision reads first, as an add does.
         """
         mine = _Take(workflow)
         with self._waiting_lock:

@@ -55,7 +55,7 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """Reconcile from the cluster: lost adds, finished Jobs, stale slots, the queue."""
     namespace = stage.settings.namespace
     slots = slots_of(stage, namespace)
-    # The slots first: a workflow admitted after the listing would look dead to it.
+    # The slots first: a workflow admitted after the listing would look gone to it.
     held = slots.current()
     workflows = stage.workflows()
     for workflow in workflows:
