@@ -190,11 +190,8 @@ def engine(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], lis
                                             timeout, tap)
             again_reference = scenarios.run_reference(stack, f"ref{number}", args.workflows,
                                                       args.max_jobs, timeout)
-            rounds.append(throughput_round(
-                {"workflows": len(again.names), "wall_seconds": again.wall,
-                 "phases": scenarios.phases(again)},
-                {"workflows": len(again_reference.names), "wall_seconds": again_reference.wall,
-                 "failed": again_reference.failed}))
+            rounds.append(throughput_round(scenarios.run_summary(again),
+                                           scenarios.reference_summary(again_reference)))
         raw["throughput_rounds"] = rounds
         raw["broker_counters"] = stack.eventing.broker.counters  # retried, failed, lost...
         raw["stack_log"] = str(stack.log_path)  # kept only with --workdir
