@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from shared import workflow as wf
 from tests.e2e.helpers import EmbeddedStack
@@ -25,7 +26,14 @@ def test_max_jobs_queues_then_admits_each_in_turn(stack: EmbeddedStack) -> None:
         "input": [], "algorithm": {"id": "did:op:nap", "rawcode": NAP, "container": {
             "image": "python", "tag": "3.11", "entrypoint": "python $ALGO"}},
         "output": {"publishOutput": 1}})
-    names = [stack.submit(path, "--name", f"nap-{i}") for i in range(3)]
+    # Through the API, as `kubectl create` would: three `c2d submit` processes one after
+    # the other took longer, on a slow machine, than the first workflow's whole run.
+    body = yaml.safe_load(path.read_text())
+    del body["metadata"]["generateName"]
+    names = [f"nap-{i}" for i in range(3)]
+    for name in names:
+        stack.custom.create_namespaced_custom_object(
+            wf.GROUP, wf.VERSION, "default", wf.PLURAL, {**body, "metadata": {"name": name}})
     for name in names:
         assert wf.status(stack.wait_final(name, timeout=60))["phase"] == "Succeeded"
 
