@@ -23,7 +23,8 @@ from flask import Flask, Response, jsonify, request
 
 from shared import events, jobs, logs, settings, templates
 from shared import workflow as wf
-from shared.kube import Kube, KubeError, Permission, api_client
+from shared.connection import connect
+from shared.kube import Kube, KubeError, Permission
 from shared.settings import Settings
 from shared.workflow import InvalidTransition
 
@@ -175,7 +176,7 @@ def create_app(name: str, route: Router, permissions: Iterable[Permission],
         if "stage" not in state:
             current = config or settings.get()
             logs.setup(current.log_level, current.log_cfg)
-            kube = Kube(api_client(kubeconfig), permissions=permissions)
+            kube = Kube(connect(kubeconfig), permissions=permissions)
             state["stage"] = Stage(name, current, kube, log)
         return state["stage"]
 

@@ -1,10 +1,10 @@
 """The one way c2d talks to Kubernetes.
 
-Objects go in and come out as plain dicts (what the API serves), through the
-official client. Every call names a permission `(resource, verb)`; a `Kube`
-built with a function's declared permissions refuses any other call, so a
-function that uses a verb its Role lacks fails in tests, not in production
-(see knative/rbac.yaml and tests/knative/test_rbac.py).
+Objects go in and come out as plain dicts (what the API serves), as plain JSON
+over the connection `shared.connection` sets up. Every call names a permission
+`(resource, verb)`; a `Kube` built with a function's declared permissions refuses
+any other call, so a function that uses a verb its Role lacks fails in tests, not
+in production (see knative/rbac.yaml and tests/knative/test_rbac.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,9 +20,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import urllib3
-from kubernetes import client, config
 
 from shared import workflow as wf
+from shared.connection import Connection, Credentials, connect
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +83,17 @@ HTTP_VERBS = {"get": "GET", "list": "GET", "create": "POST", "update": "PUT",
               "delete": "DELETE"}
 
 
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """A client from the in-cluster service account, else from a kubeconfig."""
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    # Handlers must answer quickly; a hung API call becomes a retried 5xx instead.
-    configuration.retries = False
-    return client.ApiClient(configuration)
-
-
 class Kube:
-    """Kubernetes access for one function, limited to its declared permissions."""
+    """Kubernetes access for one function, limited to its declared permissions.
 
-    def __init__(self, api: client.ApiClient | None = None,
+    Without a connection: in a pod its ServiceAccount, else the kubeconfig
+    (`shared.connection.connect`).
+    """
+
+    def __init__(self, connection: Connection | None = None,
                  permissions: Iterable[Permission] | None = None, timeout: float = 10.0):
-        self.api = api or api_client()
-        self.http = ApiHttp(self.api)
+        self.connection = connection or connect()
+        self.http = ApiHttp(self.connection)
         self.permissions = frozenset(permissions) if permissions is not None else None
         self.timeout = timeout
 
@@ -257,23 +247,23 @@ class Kube:
 
 
 class ApiHttp:
-    """Plain JSON requests through an official client's configuration: its host, auth, TLS
-    and connection pool.
+    """Plain JSON requests over a `Connection`: its host, auth headers and pool.
 
-    Not through the client's own request path: c2d reads and writes plain JSON, and
-    that path (its typed API classes, ~23 MB per worker; pydantic validation of every
-    argument, its body walk and per-call auth refresh, a third of an admission's CPU)
-    does nothing for it.
+    Not through the official client's request path: c2d reads and writes plain
+    JSON, and that path (its typed API classes, ~23 MB per worker; pydantic
+    validation of every argument, its body walk and per-call auth refresh, a third
+    of an admission's CPU) does nothing for it.
     """
 
-    # Not following redirects and not retrying, as the client is configured; built once,
-    # where urllib3 would build it on every call.
+    # Not following redirects and not retrying: a handler must answer quickly, and a
+    # hung call becomes a retried 5xx instead. Built once, where urllib3 would build it
+    # on every call.
     NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 
-    def __init__(self, api: client.ApiClient):
-        self.host = api.configuration.host.rstrip("/")
-        self._auth = AuthHeaders(api.configuration)
-        manager = api.rest_client.pool_manager
+    def __init__(self, connection: Connection):
+        self.host = connection.host
+        self._auth = AuthHeaders(connection.credentials)
+        manager = connection.pool
         # Straight to the host's connection pool, with paths: the manager would parse the
         # URL and look the pool up again on every call, a sixth of a call's CPU. A proxy's
         # manager must see whole URLs, so it keeps them; so does a host urllib3 refuses,
@@ -301,17 +291,17 @@ class ApiHttp:
 
 
 class AuthHeaders:
-    """The configuration's auth headers, refreshed at most every REFRESH_SECONDS.
+    """A connection's auth headers, asked for at most every REFRESH_SECONDS.
 
-    A kubeconfig's refresh hook re-applies the whole kubeconfig on every call (a
-    scan of the environment for proxies each time); in-cluster it re-reads the
-    ServiceAccount token once a minute. Asking every few seconds keeps both current.
+    A token file is read again, and an official client's kubeconfig refresh hook
+    re-applies the whole file (a scan of the environment for proxies): not on every
+    call. Asking every few seconds keeps a rotated token current.
     """
 
     REFRESH_SECONDS = 5.0
 
-    def __init__(self, configuration: client.Configuration):
-        self.configuration = configuration
+    def __init__(self, credentials: Credentials):
+        self.credentials = credentials
         self._lock = threading.Lock()
         self._headers: dict[str, str] = {}
         self._until = 0.0
@@ -320,9 +310,7 @@ class AuthHeaders:
         now = time.monotonic()
         with self._lock:
             if now >= self._until:
-                self._headers = {setting["key"]: setting["value"]
-                                 for setting in self.configuration.auth_settings().values()
-                                 if setting["in"] == "header" and setting["value"]}
+                self._headers = self.credentials()
                 self._until = now + self.REFRESH_SECONDS
             return self._headers
 

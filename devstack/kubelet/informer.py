@@ -23,6 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from shared.connection import Connection
 from shared.kube import ApiHttp, Kind
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class Rest:
     """
 
     def __init__(self, api_client: client.ApiClient) -> None:
-        self._http = ApiHttp(api_client)
+        self._http = ApiHttp(Connection.of_client(api_client))
 
     def open(self, method: str, where: str, body: Any = None,
              content_type: str = "application/json", timeout: float | None = CALL_TIMEOUT,

@@ -15,7 +15,8 @@ import pytest
 
 from devstack.cluster import EmbeddedCluster
 from shared import settings
-from shared.kube import Kube, api_client
+from shared.connection import connect
+from shared.kube import Kube
 from tests.functions.harness import Functions, Relay
 
 OPERATOR_KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
@@ -30,7 +31,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluste
 @pytest.fixture(scope="module")
 def kube(cluster: EmbeddedCluster) -> Kube:
     """Unrestricted access for the tests themselves."""
-    return Kube(api_client(str(cluster.kubeconfig)))
+    return Kube(connect(str(cluster.kubeconfig)))
 
 
 class _Quiet:

@@ -19,7 +19,8 @@ from functions.configure import app as configure
 from shared import events, settings
 from shared import workflow as wf
 from shared.app import Stage
-from shared.kube import Conflict, Kube, KubeError, api_client
+from shared.connection import connect
+from shared.kube import Conflict, Kube, KubeError
 from tests.functions.conftest import environment
 from tests.functions.harness import Counting, Functions, Relay, finished, ping, resource_event
 from tests.unit.helpers import create_workflow
@@ -102,7 +103,7 @@ def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, 
     kube.update("ConfigMap", namespace, admission.NAME,
                 lambda cm: admission.with_slot(cm, "holder", 1), known=holders.read())
     workflow = create_workflow(kube, "late-queued", namespace)
-    racing = ReleasedBehindOurBack(api_client(str(cluster.kubeconfig)),
+    racing = ReleasedBehindOurBack(connect(str(cluster.kubeconfig)),
                                    holder="holder", namespace=namespace)
     stage = Stage("configure", config, racing, logging.getLogger("test"))
 
@@ -122,7 +123,7 @@ def test_a_slot_and_the_announcement_are_one_write(
     namespace = "announce"
     client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
     config = settings.load(environment(tmp_path, receiver, maxJobs="3", C2D_NAMESPACE=namespace))
-    counting = Counting(api_client(str(cluster.kubeconfig)))
+    counting = Counting(connect(str(cluster.kubeconfig)))
     stage = Stage("configure", config, counting, logging.getLogger("test"))
     for name in ("first", "second"):
         workflow = create_workflow(kube, name, namespace)
@@ -162,7 +163,7 @@ def test_a_released_slot_is_announced_by_the_same_write(
     config = settings.load(environment(tmp_path, receiver, maxJobs="3", C2D_NAMESPACE=namespace))
     stage = Stage("configure", config, kube, logging.getLogger("test"))
     configure.slots_of(stage, namespace).take("leaving", max_jobs=3)
-    counting = Counting(api_client(str(cluster.kubeconfig)))
+    counting = Counting(connect(str(cluster.kubeconfig)))
 
     finished = events.make(events.WORKFLOW_FINISHED, "/c2d/publish",
                            {"metadata": {"name": "leaving", "namespace": namespace}})
@@ -194,7 +195,7 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
                                                              kube: Kube):
     namespace = "turns"
     client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
-    counting = CountingConflicts(api_client(str(cluster.kubeconfig)))
+    counting = CountingConflicts(connect(str(cluster.kubeconfig)))
     leaving = [f"old-{i}" for i in range(4)]
     for name in leaving:
         admission.Slots(kube, namespace).take(name, max_jobs=8)
@@ -243,7 +244,7 @@ def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: Emb
     namespace = "together"
     client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
     admission.Slots(kube, namespace).take("first", max_jobs=4)
-    counting = Counting(api_client(str(cluster.kubeconfig)))
+    counting = Counting(connect(str(cluster.kubeconfig)))
 
     results = takes_queued_behind_a_busy_turn(counting, namespace,
                                               [f"new-{i}" for i in range(6)], max_jobs=4)
@@ -275,7 +276,7 @@ def test_a_failed_take_fails_every_take_it_was_making(cluster: EmbeddedCluster, 
         def replace(self, obj: dict, subresource: str = "") -> dict:
             raise KubeError("throttled", status=429)
 
-    refusing = Refusing(api_client(str(cluster.kubeconfig)))
+    refusing = Refusing(connect(str(cluster.kubeconfig)))
     errors = takes_queued_behind_a_busy_turn(refusing, namespace, ["w-0", "w-1", "w-2"], 4)
 
     assert all(isinstance(error, KubeError) and error.status == 429
@@ -299,7 +300,7 @@ def test_a_queued_workflow_another_admission_is_starting_is_left_to_it(
     slots = admission.Slots(kube, namespace)
     assert slots.take("leaving", max_jobs=2) is admission.Slot.TAKEN
     assert slots.take("starting", max_jobs=2) is admission.Slot.TAKEN
-    counting = Counting(api_client(str(cluster.kubeconfig)))
+    counting = Counting(connect(str(cluster.kubeconfig)))
     stage = Stage("configure", config, counting, logging.getLogger("test"))
 
     freed = events.make(events.WORKFLOW_FINISHED, "/c2d/publish",
@@ -326,7 +327,7 @@ def new_namespace(cluster: EmbeddedCluster, name: str) -> str:
 
 def test_a_take_writes_on_the_copy_this_process_saw_last(cluster: EmbeddedCluster):
     namespace = new_namespace(cluster, "seen-last")
-    counting = Counting(api_client(str(cluster.kubeconfig)))
+    counting = Counting(connect(str(cluster.kubeconfig)))
     slots = admission.Slots(counting, namespace)
 
     assert slots.take("a", max_jobs=3) is admission.Slot.TAKEN  # nothing seen yet: one read
@@ -340,7 +341,7 @@ def test_a_take_writes_on_the_copy_this_process_saw_last(cluster: EmbeddedCluste
 
 def test_a_stale_copy_costs_a_refused_write_never_a_slot(cluster: EmbeddedCluster, kube: Kube):
     namespace = new_namespace(cluster, "seen-stale")
-    here = CountingConflicts(api_client(str(cluster.kubeconfig)))
+    here = CountingConflicts(connect(str(cluster.kubeconfig)))
     assert admission.Slots(here, namespace).take("mine", max_jobs=1) is admission.Slot.TAKEN
     admission.Slots(here, namespace).release(["mine"])  # seen here: the slot is free
     assert admission.Slots(kube, namespace).take("other", max_jobs=1) is admission.Slot.TAKEN
@@ -356,7 +357,7 @@ def test_an_add_is_decided_on_slots_read_with_the_workflow(
     starts the workflow at once: it is not queued on the stale copy first."""
     namespace = new_namespace(cluster, "seen-full")
     config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
-    here = Counting(api_client(str(cluster.kubeconfig)))
+    here = Counting(connect(str(cluster.kubeconfig)))
     assert admission.Slots(here, namespace).take("holder", max_jobs=1) is admission.Slot.TAKEN
     admission.Slots(kube, namespace).release(["holder"])
     workflow = create_workflow(kube, "next", namespace)
@@ -390,7 +391,7 @@ def test_an_add_reads_the_workflow_and_the_slots_at_once(
     config = settings.load(environment(tmp_path, receiver, maxJobs="2", C2D_NAMESPACE=namespace))
     admission.Slots(kube, namespace).read()  # the ConfigMap exists: a read, not a create
     workflow = create_workflow(kube, "both", namespace)
-    meeting = MeetingReads(api_client(str(cluster.kubeconfig)))
+    meeting = MeetingReads(connect(str(cluster.kubeconfig)))
 
     reply = configure.on_workflow_added(resource_event("add", workflow),
                                         Stage("configure", config, meeting,
@@ -421,7 +422,7 @@ def test_the_tick_keeps_the_slot_of_a_workflow_admitted_after_its_listing(
         cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
     namespace = new_namespace(cluster, "tick-late")
     config = settings.load(environment(tmp_path, receiver, maxJobs="2", C2D_NAMESPACE=namespace))
-    racing = AdmittedBehindTheListing(api_client(str(cluster.kubeconfig)), other=kube)
+    racing = AdmittedBehindTheListing(connect(str(cluster.kubeconfig)), other=kube)
 
     configure.on_tick(ping(), Stage("configure", config, racing, logging.getLogger("t")))
 

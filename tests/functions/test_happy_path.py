@@ -9,6 +9,7 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
+from devstack.cluster import EmbeddedCluster
 from shared import events, signing
 from shared import workflow as wf
 from shared.kube import Kube
@@ -21,11 +22,11 @@ OPERATOR_ADDRESS = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
 class StatusRecorder:
     """Every status code a Workflow passes through, from a watch on the API."""
 
-    def __init__(self, kube: Kube, name: str):
+    def __init__(self, cluster: EmbeddedCluster, name: str):
         self.codes: list[int] = []
         self._stop = threading.Event()
         self._watch = watch.Watch()
-        api = client.CustomObjectsApi(kube.api)
+        api = client.CustomObjectsApi(cluster.api_client())
 
         def run() -> None:
             stream = self._watch.stream(api.list_namespaced_custom_object, wf.GROUP, wf.VERSION,
@@ -50,11 +51,12 @@ class StatusRecorder:
 
 
 @pytest.mark.parametrize("structured", [False, True], ids=["binary", "structured"])
-def test_happy_path(structured, relay: Relay, kube: Kube, make_workflow, receiver):
+def test_happy_path(structured, relay: Relay, kube: Kube, cluster: EmbeddedCluster,
+                    make_workflow, receiver):
     relay.structured = structured
     created = make_workflow()
     name = wf.name(created)
-    recorder = StatusRecorder(kube, name)
+    recorder = StatusRecorder(cluster, name)
 
     final = drive(relay, kube, created)
     codes = recorder.stop()

@@ -9,14 +9,15 @@ from functions.notify import app as notify
 from shared import events, settings
 from shared import workflow as wf
 from shared.app import Stage
-from shared.kube import Kube, api_client
+from shared.connection import connect
+from shared.kube import Kube
 from tests.functions.conftest import Receiver, environment
 from tests.functions.harness import Counting
 from tests.unit.helpers import create_workflow
 
 
 def stage_with(cluster: EmbeddedCluster, config: settings.Settings) -> Stage:
-    return Stage("notify", config, Counting(api_client(str(cluster.kubeconfig))),
+    return Stage("notify", config, Counting(connect(str(cluster.kubeconfig))),
                  logging.getLogger("test"))
 
 

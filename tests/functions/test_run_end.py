@@ -15,7 +15,8 @@ from functions.publish import app as publish
 from shared import events, settings
 from shared import workflow as wf
 from shared.app import Stage
-from shared.kube import Kube, KubeError, api_client
+from shared.connection import connect
+from shared.kube import Kube, KubeError
 from tests.functions.conftest import environment
 from tests.functions.harness import (
     Counting,
@@ -75,7 +76,7 @@ def test_the_final_status_and_the_clean_up_are_one_write(relay, kube: Kube, clus
                                                          config, make_workflow):
     created = make_workflow()
     publish_ended = published_but_not_told(relay, kube, created)
-    counting = Counting(api_client(str(cluster.kubeconfig)))
+    counting = Counting(connect(str(cluster.kubeconfig)))
 
     reply = publish.on_job_updated(publish_ended, publish_stage(config, counting))
 
@@ -101,7 +102,7 @@ def test_a_failed_final_write_keeps_the_publish_job_for_the_retry(relay, kube: K
     created = make_workflow()
     name = wf.name(created)
     publish_ended = published_but_not_told(relay, kube, created)
-    stage = publish_stage(config, FailingOnce(api_client(str(cluster.kubeconfig))))
+    stage = publish_stage(config, FailingOnce(connect(str(cluster.kubeconfig))))
 
     with pytest.raises(KubeError):
         publish.on_job_updated(publish_ended, stage)

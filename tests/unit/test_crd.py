@@ -204,11 +204,12 @@ needs_apiserver = pytest.mark.skipif(APIServer is None, reason=SKIP_REASON)
 @pytest.fixture(scope="module")
 def kube_client(tmp_path_factory):
     from shared import kube
+    from shared.connection import connect
 
     srv = APIServer(crd_files=[CRD_FILE], log_dir=tmp_path_factory.mktemp("logs"))
     url = srv.start()
     try:
-        yield kube.Kube(kube.api_client(str(write_kubeconfig(
+        yield kube.Kube(connect(str(write_kubeconfig(
             url, tmp_path_factory.mktemp("kube") / "config"))))
     finally:
         srv.stop()

@@ -1,5 +1,5 @@
-"""shared.kube against a real HTTP API server (devstack's embedded one) through the official
-client: create_or_get, compare-and-set with 409 retries, permissions, error classes."""
+"""shared.kube against a real HTTP API server (devstack's embedded one): create_or_get,
+compare-and-set with 409 retries, permissions, error classes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from urllib.parse import parse_qs
 
 import pytest
 import yaml
+from kubernetes.client import ApiClient, Configuration
 
 from shared import kube
 from shared import workflow as wf
+from shared.connection import Connection, connect
 from shared.kube import Conflict, Kube, KubeError, NotPermitted
 
 from .helpers import CRD_FILE, create_workflow, make_workflow
@@ -40,7 +42,7 @@ def server(tmp_path_factory) -> Iterator[tuple[APIServer, Path]]:
 
 @pytest.fixture
 def k(server) -> Kube:
-    return Kube(kube.api_client(str(server[1])))
+    return Kube(connect(str(server[1])))
 
 
 def new_workflow(k: Kube, name: str) -> dict:
@@ -52,11 +54,11 @@ def configmap(name: str, **data: str) -> dict:
             "metadata": {"name": name, "namespace": NAMESPACE}, "data": data}
 
 
-def test_api_client_reads_the_kubeconfig(server):
+def test_connect_reads_the_kubeconfig(server):
     srv, path = server
-    api = kube.api_client(str(path))
-    assert api.configuration.host == srv.url
-    assert api.configuration.retries is False
+    connection = connect(str(path))
+    assert connection.host == srv.url
+    assert connection.credentials() == {"authorization": "Bearer c2d-embedded"}
 
 
 def test_create_or_get_returns_the_existing_object(k):
@@ -154,7 +156,7 @@ def pauses(monkeypatch) -> list[float]:
 def test_conflict_is_retried_from_a_fresh_read(server, k, pauses):
     """Another writer slips in between our read and our write: we retry at once, nothing
     is lost."""
-    other = Kube(kube.api_client(str(server[1])))
+    other = Kube(connect(str(server[1])))
     new_workflow(k, "race-1")
     calls = []
 
@@ -175,13 +177,13 @@ def test_conflict_is_retried_from_a_fresh_read(server, k, pauses):
 def test_racing_writers_lose_no_update(server):
     """Four clients append to the same status concurrently; every append survives."""
     path = str(server[1])
-    setup = Kube(kube.api_client(path))
+    setup = Kube(connect(path))
     new_workflow(setup, "race-2")
     writers, rounds = 4, 5
     errors: list[BaseException] = []
 
     def append(writer: int) -> None:
-        k = Kube(kube.api_client(path))
+        k = Kube(connect(path))
         try:
             for n in range(rounds):
                 k.update_status("Workflow", NAMESPACE, "race-2", lambda obj, n=n: {
@@ -245,7 +247,7 @@ def test_a_copy_without_resource_version_is_never_written_blindly(server, k):
 
 
 def test_endless_conflicts_end_in_conflict(server, k, pauses):
-    other = Kube(kube.api_client(str(server[1])))
+    other = Kube(connect(str(server[1])))
     new_workflow(k, "race-3")
     count = []
 
@@ -271,7 +273,7 @@ def test_update_replaces_the_whole_object_with_compare_and_set(k):
 
 
 def test_missing_permission_is_refused_before_any_call(server, k):
-    limited = Kube(kube.api_client(str(server[1])), permissions=[("configmaps", "get"),
+    limited = Kube(connect(str(server[1])), permissions=[("configmaps", "get"),
                                                                   ("workflows", "get")])
     with pytest.raises(NotPermitted) as caught:
         limited.create(configmap("forbidden-1"))
@@ -287,7 +289,7 @@ def test_missing_permission_is_refused_before_any_call(server, k):
 
 def test_declared_permissions_are_enough(server, k):
     new_workflow(k, "perm-2")
-    limited = Kube(kube.api_client(str(server[1])), permissions=[
+    limited = Kube(connect(str(server[1])), permissions=[
         ("workflows", "get"), ("workflows/status", "update")])
     written = limited.update_status("Workflow", NAMESPACE, "perm-2",
                                     lambda obj: wf.transition(wf.status(obj), wf.QUEUED))
@@ -307,7 +309,7 @@ def test_stopped_server_is_a_transient_error(tmp_path):
     srv = APIServer(crd_files=[CRD_FILE], log_dir=tmp_path / "logs")
     url = srv.start()
     try:
-        k = Kube(kube.api_client(str(write_kubeconfig(url, tmp_path / "config"))), timeout=5)
+        k = Kube(connect(str(write_kubeconfig(url, tmp_path / "config"))), timeout=5)
         assert k.get("ConfigMap", NAMESPACE, "anything") is None  # reachable while it runs
     finally:
         srv.stop()
@@ -359,7 +361,7 @@ def test_requests_carry_the_token_and_the_selectors_as_sent(tmp_path):
     threading.Thread(target=recorder.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{recorder.server_address[1]}"
-        k = Kube(kube.api_client(str(write_kubeconfig(url, tmp_path / "config"))))
+        k = Kube(connect(str(write_kubeconfig(url, tmp_path / "config"))))
         selector = "job-name=wf-1-configure,tier in (a b,c)"
         assert k.list("ConfigMap", NAMESPACE, label_selector=selector) == []
     finally:
@@ -375,7 +377,7 @@ def test_requests_carry_the_token_and_the_selectors_as_sent(tmp_path):
 @pytest.mark.filterwarnings("ignore:URLs without a scheme:FutureWarning")  # urllib3's, on ""
 def test_a_client_without_a_host_fails_on_its_first_call_not_before():
     """Building the stage must not fail: the handler's call answers 503 and is retried."""
-    k = Kube(kube.client.ApiClient())
+    k = Kube(Connection.of_client(ApiClient()))
     with pytest.raises(KubeError, match="unreachable") as failed:
         k.get("ConfigMap", NAMESPACE, "x")
     assert failed.value.transient
@@ -391,7 +393,7 @@ def test_a_kubeconfig_proxy_gets_whole_urls(tmp_path):
         document["clusters"][0]["cluster"]["proxy-url"] = \
             f"http://127.0.0.1:{proxy.server_address[1]}"
         config.write_text(yaml.safe_dump(document))
-        assert Kube(kube.api_client(str(config))).list("ConfigMap", NAMESPACE) == []
+        assert Kube(connect(str(config))).list("ConfigMap", NAMESPACE) == []
     finally:
         proxy.shutdown()
         proxy.server_close()
@@ -402,12 +404,12 @@ def test_a_kubeconfig_proxy_gets_whole_urls(tmp_path):
 
 def test_auth_headers_are_asked_for_again_only_every_few_seconds(monkeypatch):
     """A kubeconfig's refresh hook re-applies the whole file: not on every call."""
-    configuration = kube.client.Configuration()
+    configuration = Configuration()
     configuration.api_key = {"BearerToken": "first"}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     now = [1000.0]
     monkeypatch.setattr(kube.time, "monotonic", lambda: now[0])
-    auth = kube.AuthHeaders(configuration)
+    auth = kube.AuthHeaders(Connection.of_client(ApiClient(configuration)).credentials)
     assert auth.headers() == {"authorization": "Bearer first"}
     configuration.api_key["BearerToken"] = "rotated"
     now[0] += kube.AuthHeaders.REFRESH_SECONDS - 0.1

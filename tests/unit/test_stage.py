@@ -12,9 +12,9 @@ import yaml
 
 from devstack.apiserver import APIServer
 from devstack.kubeconfig import write_kubeconfig
-from shared import kube
 from shared import workflow as wf
 from shared.app import Stage
+from shared.connection import connect
 from shared.kube import Kube, KubeError, NotPermitted
 from tests.functions.harness import resource_event
 
@@ -43,7 +43,7 @@ def cluster(request, tmp_path_factory) -> Iterator[tuple[Stage, bool]]:
     try:
         config = write_kubeconfig(url, folder / "kubeconfig")
         settings = load_settings({"C2D_NAMESPACE": NAMESPACE})
-        yield (Stage("configure", settings, Kube(kube.api_client(str(config))),
+        yield (Stage("configure", settings, Kube(connect(str(config))),
                      logging.getLogger("test")), request.param == "selectable")
     finally:
         server.stop()
@@ -67,7 +67,7 @@ def test_workflows_in_a_phase_oldest_first(cluster: tuple[Stage, bool]):
 
 def test_a_running_jobs_event_is_dropped_without_calling_the_api(cluster: tuple[Stage, bool]):
     stage = cluster[0]
-    no_calls = Stage("configure", stage.settings, Kube(stage.kube.api, permissions=set()),
+    no_calls = Stage("configure", stage.settings, Kube(stage.kube.connection, permissions=set()),
                      stage.log)
     job = {"apiVersion": "batch/v1", "kind": "Job",
            "metadata": {"name": "wf-1-configure", "namespace": NAMESPACE},

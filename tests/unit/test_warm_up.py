@@ -11,6 +11,7 @@ from kubernetes.client import ApiClient
 
 from functions.configure import app as configure
 from shared import gunicorn_config, templates
+from shared.connection import Connection
 
 from .helpers import load_settings
 
@@ -26,7 +27,8 @@ def unfrozen():
 def clients(monkeypatch) -> list:
     """The Kubernetes clients the app makes (none is reached in these tests)."""
     made: list = []
-    monkeypatch.setattr("shared.app.api_client", lambda kubeconfig: made.append(1) or ApiClient())
+    monkeypatch.setattr("shared.app.connect",
+                        lambda kubeconfig: made.append(1) or Connection.of_client(ApiClient()))
     return made
 
 
