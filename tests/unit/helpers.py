@@ -1,8 +1,13 @@
-"""Builders the unit tests share: a valid Workflow, settings, hostile strings, paths."""
+"""Builders the unit tests share: a valid Workflow, settings, hostile strings, paths, and
+a recording HTTP server."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import http.server
+import ssl
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +93,40 @@ def load_settings(env: Mapping[str, str] | None = None) -> settings_module.Setti
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+class _Recording(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with an empty list; keeps the path, headers and client name."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) \
+            else None
+        self.server.seen.append({  # type: ignore[attr-defined]
+            "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+            "client": dict(pair[0] for pair in peer["subject"]) if peer else None})
+        body = b'{"kind": "ConfigMapList", "items": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def recording_server(tls: ssl.SSLContext | None = None) -> Iterator[tuple[int, list[dict]]]:
+    """An HTTP(S) server on loopback standing in for the API (or a proxy): its port, and
+    the requests it has seen (`path`, lower-case `headers`, the client certificate's
+    `client` name)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+    server.seen = []  # type: ignore[attr-defined]
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], server.seen  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()

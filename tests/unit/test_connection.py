@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import base64
 import datetime
-import http.server
 import json
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +24,7 @@ from shared import connection
 from shared.connection import ConfigError, connect, environment_proxy, from_kubeconfig, in_cluster
 from shared.kube import Kube, KubeError
 
-EMPTY_LIST = b'{"kind": "ConfigMapList", "items": []}'
-
+from .helpers import recording_server
 
 # ------------------------------------------------------------------ certificates
 
@@ -72,43 +69,8 @@ def pki(tmp_path_factory) -> dict[str, bytes]:
             "client_key": _pem(client_key)}
 
 
-# ------------------------------------------------------------------ servers
-
-
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every GET with an empty list; keeps the path, headers and client certificate."""
-
-    seen: list[dict] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) \
-            else None
-        self.seen.append({"path": self.path, "authorization": self.headers["Authorization"],
-                          "client": dict(x[0] for x in peer["subject"]) if peer else None})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(EMPTY_LIST)))
-        self.end_headers()
-        self.wfile.write(EMPTY_LIST)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _serve(tls: ssl.SSLContext | None = None) -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="module")
-def https_port(pki, tmp_path_factory) -> Iterator[int]:
+def secure(pki, tmp_path_factory) -> Iterator[tuple[int, list[dict]]]:
     """An HTTPS server for localhost that asks for (and checks) a client certificate."""
     folder = tmp_path_factory.mktemp("server")
     (folder / "cert.pem").write_bytes(pki["server"])
@@ -118,12 +80,15 @@ def https_port(pki, tmp_path_factory) -> Iterator[int]:
     tls.load_cert_chain(folder / "cert.pem", folder / "key.pem")
     tls.load_verify_locations(folder / "ca.pem")
     tls.verify_mode = ssl.CERT_OPTIONAL
-    yield from _serve(tls)
+    with recording_server(tls) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
-def http_port() -> Iterator[int]:
-    yield from _serve()
+def plain() -> Iterator[tuple[int, list[dict]]]:
+    """A plain HTTP server (the embedded API's kind, or a proxy)."""
+    with recording_server() as served:
+        yield served
 
 
 def _kubeconfig(path: Path, cluster: dict, user: dict | None = None) -> str:
@@ -140,55 +105,57 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _last_request(k: Kube) -> dict:
+def _last_request(k: Kube, server: tuple[int, list[dict]]) -> dict:
+    """What `server` saw of a list through `k`; `authorization`: that header or None."""
     assert k.list("ConfigMap", "default") == []
-    return _Recorder.seen[-1]
+    seen = server[1][-1]
+    return {**seen, "authorization": seen["headers"].get("authorization")}
 
 
 # ------------------------------------------------------------------ kubeconfigs
 
 
-def test_a_kubeconfig_with_embedded_ca_and_client_certificate(pki, https_port, tmp_path):
+def test_a_kubeconfig_with_embedded_ca_and_client_certificate(pki, secure, tmp_path):
     config = _kubeconfig(tmp_path / "config", {
-        "server": f"https://localhost:{https_port}",
+        "server": f"https://localhost:{secure[0]}",
         "certificate-authority-data": _b64(pki["ca"])}, {
         "client-certificate-data": _b64(pki["client"]),
         "client-key-data": _b64(pki["client_key"])})
-    seen = _last_request(Kube(connect(config)))
+    seen = _last_request(Kube(connect(config)), secure)
     assert seen["client"] == {"commonName": "c2d-configure"}
     assert seen["path"] == "/api/v1/namespaces/default/configmaps"
 
 
-def test_files_named_in_a_kubeconfig_are_relative_to_it(pki, https_port, tmp_path):
+def test_files_named_in_a_kubeconfig_are_relative_to_it(pki, secure, tmp_path):
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "ca.pem").write_bytes(pki["ca"])
     config = _kubeconfig(tmp_path / "config", {
-        "server": f"https://localhost:{https_port}",
+        "server": f"https://localhost:{secure[0]}",
         "certificate-authority": "certs/ca.pem"}, {"token": "abc"})
-    seen = _last_request(Kube(connect(config)))
+    seen = _last_request(Kube(connect(config)), secure)
     assert seen["authorization"] == "Bearer abc" and seen["client"] is None
 
 
-def test_a_server_the_ca_did_not_sign_is_refused(pki, https_port, tmp_path):
+def test_a_server_the_ca_did_not_sign_is_refused(pki, secure, tmp_path):
     other_ca = _pem(_certificate("someone else", _key(), ca=True))
     config = _kubeconfig(tmp_path / "config", {
-        "server": f"https://localhost:{https_port}",
+        "server": f"https://localhost:{secure[0]}",
         "certificate-authority-data": _b64(other_ca)}, {"token": "abc"})
     with pytest.raises(KubeError, match="unreachable.*CERTIFICATE_VERIFY_FAILED"):
         Kube(connect(config)).list("ConfigMap", "default")
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-def test_insecure_skip_tls_verify_skips_it(https_port, tmp_path):
+def test_insecure_skip_tls_verify_skips_it(secure, tmp_path):
     config = _kubeconfig(tmp_path / "config", {
-        "server": f"https://localhost:{https_port}", "insecure-skip-tls-verify": True})
-    assert _last_request(Kube(connect(config)))["authorization"] is None
+        "server": f"https://localhost:{secure[0]}", "insecure-skip-tls-verify": True})
+    assert _last_request(Kube(connect(config)), secure)["authorization"] is None
 
 
-def test_a_token_file_is_read_again(http_port, tmp_path, monkeypatch):
+def test_a_token_file_is_read_again(plain, tmp_path, monkeypatch):
     token = tmp_path / "token"
     token.write_text("first\n")
-    config = _kubeconfig(tmp_path / "config", {"server": f"http://127.0.0.1:{http_port}"},
+    config = _kubeconfig(tmp_path / "config", {"server": f"http://127.0.0.1:{plain[0]}"},
                          {"tokenFile": str(token), "token": "ignored"})
     credentials = connect(config).credentials
     assert credentials() == {"authorization": "Bearer first"}
@@ -196,11 +163,11 @@ def test_a_token_file_is_read_again(http_port, tmp_path, monkeypatch):
     assert credentials() == {"authorization": "Bearer rotated"}
 
 
-def test_kubeconfig_variable_and_default_location(http_port, tmp_path, monkeypatch):
-    config = _kubeconfig(tmp_path / "config", {"server": f"http://127.0.0.1:{http_port}"})
+def test_kubeconfig_variable_and_default_location(plain, tmp_path, monkeypatch):
+    config = _kubeconfig(tmp_path / "config", {"server": f"http://127.0.0.1:{plain[0]}"})
     monkeypatch.setenv("KUBECONFIG", config)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    assert connect().host == f"http://127.0.0.1:{http_port}"
+    assert connect().host == f"http://127.0.0.1:{plain[0]}"
     monkeypatch.delenv("KUBECONFIG")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     with pytest.raises(ConfigError, match=r"home/\.kube/config"):
@@ -242,26 +209,26 @@ def test_a_missing_kubeconfig_is_named(tmp_path):
         from_kubeconfig(str(tmp_path / "nope"))
 
 
-def test_what_it_does_not_read_goes_to_the_official_loader(http_port, tmp_path):
+def test_what_it_does_not_read_goes_to_the_official_loader(plain, tmp_path):
     """An exec plugin: the official client runs it and sends the token it prints."""
     credential = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
                   "status": {"token": "from-exec"}}
-    config = _kubeconfig(tmp_path / "config", {"server": f"http://127.0.0.1:{http_port}"}, {
+    config = _kubeconfig(tmp_path / "config", {"server": f"http://127.0.0.1:{plain[0]}"}, {
         "exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
                  "args": ["-c", f"print({json.dumps(json.dumps(credential))})"],
                  "interactiveMode": "Never"}})
-    assert _last_request(Kube(connect(config)))["authorization"] == "Bearer from-exec"
+    assert _last_request(Kube(connect(config)), plain)["authorization"] == "Bearer from-exec"
 
 
-def test_several_kubeconfig_files_are_merged_by_the_official_loader(http_port, tmp_path,
+def test_several_kubeconfig_files_are_merged_by_the_official_loader(plain, tmp_path,
                                                                      monkeypatch):
-    first = _kubeconfig(tmp_path / "a", {"server": f"http://127.0.0.1:{http_port}"},
+    first = _kubeconfig(tmp_path / "a", {"server": f"http://127.0.0.1:{plain[0]}"},
                         {"token": "merged"})
     second = tmp_path / "b"
     second.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config"}))
     monkeypatch.setenv("KUBECONFIG", f"{second}:{first}")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    assert _last_request(Kube(connect()))["authorization"] == "Bearer merged"
+    assert _last_request(Kube(connect()), plain)["authorization"] == "Bearer merged"
 
 
 def test_importing_the_functions_leaves_the_official_client_out():
@@ -286,13 +253,13 @@ def account(pki, tmp_path) -> Path:
     return folder
 
 
-def test_in_a_pod_the_service_account_is_used(account, https_port, monkeypatch):
+def test_in_a_pod_the_service_account_is_used(account, secure, monkeypatch):
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "localhost")
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(https_port))
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(secure[0]))
     monkeypatch.setattr(connection, "SERVICE_ACCOUNT", account)
     found = connect()
-    assert found.host == f"https://localhost:{https_port}"
-    assert _last_request(Kube(found))["authorization"] == "Bearer sa-token"
+    assert found.host == f"https://localhost:{secure[0]}"
+    assert _last_request(Kube(found), secure)["authorization"] == "Bearer sa-token"
     (account / "token").write_text("rotated")  # the kubelet rotates it in place
     assert found.credentials() == {"authorization": "Bearer rotated"}
 
@@ -317,9 +284,9 @@ def test_a_pod_without_its_account_says_what_is_missing(account, environ, missin
         in_cluster(environ, account)
 
 
-def test_a_token_gone_later_is_a_transient_failure(account, https_port):
+def test_a_token_gone_later_is_a_transient_failure(account, secure):
     found = in_cluster({"KUBERNETES_SERVICE_HOST": "localhost",
-                        "KUBERNETES_SERVICE_PORT": str(https_port)}, account)
+                        "KUBERNETES_SERVICE_PORT": str(secure[0])}, account)
     (account / "token").unlink()
     with pytest.raises(KubeError, match="unreachable.*token") as caught:
         Kube(found).list("ConfigMap", "default")
@@ -346,12 +313,12 @@ def test_environment_proxy_and_no_proxy(server, no_proxy, proxied):
     assert environment_proxy(server, proxies) == expected
 
 
-def test_the_environment_proxy_carries_the_calls(http_port, tmp_path, monkeypatch):
+def test_the_environment_proxy_carries_the_calls(plain, tmp_path, monkeypatch):
     """HTTP_PROXY pointing at the recorder: it gets the whole URL, as a proxy does (the
     server's name does not resolve: only the proxy can answer)."""
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{http_port}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{plain[0]}")
     monkeypatch.setenv("NO_PROXY", "")
     config = _kubeconfig(tmp_path / "config", {"server": "http://kube.invalid:6443"},
                          {"token": "t"})
-    seen = _last_request(Kube(connect(config)))
+    seen = _last_request(Kube(connect(config)), plain)
     assert seen["path"] == "http://kube.invalid:6443/api/v1/namespaces/default/configmaps"

@@ -3,7 +3,6 @@ compare-and-set with 409 retries, permissions, error classes."""
 
 from __future__ import annotations
 
-import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from shared import workflow as wf
 from shared.connection import Connection, connect
 from shared.kube import Conflict, Kube, KubeError, NotPermitted
 
-from .helpers import CRD_FILE, create_workflow, make_workflow
+from .helpers import CRD_FILE, create_workflow, make_workflow, recording_server
 
 try:
     from devstack.apiserver import APIServer
@@ -338,40 +337,15 @@ def test_api_errors_keep_the_status_reason():
     assert "boom" in str(plain)
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every GET with an empty list and keeps what it was sent."""
-
-    seen: list[tuple[str, dict[str, str]]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
-        body = b'{"kind": "ConfigMapList", "items": []}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_requests_carry_the_token_and_the_selectors_as_sent(tmp_path):
-    recorder = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=recorder.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{recorder.server_address[1]}"
-        k = Kube(connect(str(write_kubeconfig(url, tmp_path / "config"))))
-        selector = "job-name=wf-1-configure,tier in (a b,c)"
+    selector = "job-name=wf-1-configure,tier in (a b,c)"
+    with recording_server() as (port, seen):
+        k = Kube(connect(str(write_kubeconfig(f"http://127.0.0.1:{port}", tmp_path / "config"))))
         assert k.list("ConfigMap", NAMESPACE, label_selector=selector) == []
-    finally:
-        recorder.shutdown()
-        recorder.server_close()
-    path, headers = _Recorder.seen[-1]
-    route, _, query = path.partition("?")
+    route, _, query = seen[-1]["path"].partition("?")
     assert route == f"/api/v1/namespaces/{NAMESPACE}/configmaps"
     assert parse_qs(query) == {"labelSelector": [selector]}
-    assert headers["authorization"] == "Bearer c2d-embedded"
+    assert seen[-1]["headers"]["authorization"] == "Bearer c2d-embedded"
 
 
 @pytest.mark.filterwarnings("ignore:URLs without a scheme:FutureWarning")  # urllib3's, on ""
@@ -385,21 +359,15 @@ def test_a_client_without_a_host_fails_on_its_first_call_not_before():
 
 def test_a_kubeconfig_proxy_gets_whole_urls(tmp_path):
     """Calls go straight to the host's connection pool, except through a proxy."""
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
+    with recording_server() as (port, seen):
         config = write_kubeconfig("http://kube.invalid:6443", tmp_path / "config")
         document = yaml.safe_load(config.read_text())
-        document["clusters"][0]["cluster"]["proxy-url"] = \
-            f"http://127.0.0.1:{proxy.server_address[1]}"
+        document["clusters"][0]["cluster"]["proxy-url"] = f"http://127.0.0.1:{port}"
         config.write_text(yaml.safe_dump(document))
         assert Kube(connect(str(config))).list("ConfigMap", NAMESPACE) == []
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-    path, headers = _Recorder.seen[-1]
-    assert path == f"http://kube.invalid:6443/api/v1/namespaces/{NAMESPACE}/configmaps"
-    assert headers["authorization"] == "Bearer c2d-embedded"
+    assert seen[-1]["path"] == \
+        f"http://kube.invalid:6443/api/v1/namespaces/{NAMESPACE}/configmaps"
+    assert seen[-1]["headers"]["authorization"] == "Bearer c2d-embedded"
 
 
 def test_auth_headers_are_asked_for_again_only_every_few_seconds(monkeypatch):
