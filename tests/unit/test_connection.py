@@ -152,7 +152,7 @@ def test_insecure_skip_tls_verify_skips_it(secure, tmp_path):
     assert _last_request(Kube(connect(config)), secure)["authorization"] is None
 
 
-def test_a_token_file_is_read_again(plain, tmp_path, monkeypatch):
+def test_a_token_file_is_read_again(plain, tmp_path):
     token = tmp_path / "token"
     token.write_text("first\n")
     config = _kubeconfig(tmp_path / "config", {"server": f"http://127.0.0.1:{plain[0]}"},
