@@ -121,7 +121,8 @@ class Stage:
         return self.kube.get("Job", wf.namespace(workflow), wf.names(workflow).job(stage))
 
 
-_HELPERS = 4  # with a worker's 4 request threads, within the client's 10 connections
+_HELPERS = 4  # with a worker's 4 request threads, within the pool's connections
+# (shared.connection.POOL_SIZE: 10 on two cores)
 _helper_pool: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
 

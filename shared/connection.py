@@ -15,12 +15,12 @@ import atexit
 import base64
 import binascii
 import contextlib
+import functools
 import ipaddress
 import os
 import shutil
 import ssl
 import tempfile
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +144,8 @@ def _named(document: dict, section: str, name: Any, file: Path, field: str) -> d
 
 def _from_fields(cluster: dict, user: dict, file: Path) -> Connection:
     server = str(cluster.get("server") or "").rstrip("/")
-    if urlsplit(server).scheme not in ("http", "https") or not urlsplit(server).hostname:
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"the kubeconfig {file}: cluster server {server!r} is not an "
                           "http(s) URL")
     folder = file.parent
@@ -183,16 +184,16 @@ def _file_or_data(fields: dict, name: str, folder: Path, file: Path) -> str | No
     return None
 
 
-_private: list[str] = []  # the folder of this process's copies, made once
-_private_lock = threading.Lock()
+@functools.cache
+def _private_folder() -> str:
+    """This process's folder (mode 0700) for copies of certificates and keys, removed at exit."""
+    folder = tempfile.mkdtemp(prefix="c2d-kube-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def _private_file(content: bytes) -> str:
-    with _private_lock:
-        if not _private:
-            _private.append(tempfile.mkdtemp(prefix="c2d-kube-"))  # mode 0700
-            atexit.register(shutil.rmtree, _private[0], True)
-    handle, path = tempfile.mkstemp(dir=_private[0])
+    handle, path = tempfile.mkstemp(dir=_private_folder())
     with os.fdopen(handle, "wb") as out:
         out.write(content)
     return path

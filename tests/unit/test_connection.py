@@ -57,7 +57,7 @@ def _pem(item) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> dict[str, bytes]:
+def pki() -> dict[str, bytes]:
     """A CA, a server certificate for localhost and a client certificate, all PEM."""
     ca_key, server_key, client_key = _key(), _key(), _key()
     ca = _certificate("c2d test CA", ca_key, ca=True)
