@@ -1,4 +1,4 @@
-"""maxJobs=1: three workflows submitted together run one at a time, oldest first."""
+"""maxJobs=1: two workflows submitted while one runs queue, then run one at a time, oldest first."""
 
 from __future__ import annotations
 
@@ -31,9 +31,17 @@ def test_max_jobs_queues_then_admits_each_in_turn(stack: EmbeddedStack) -> None:
     body = yaml.safe_load(path.read_text())
     del body["metadata"]["generateName"]
     names = [f"nap-{i}" for i in range(3)]
-    for name in names:
+
+    def create(name: str) -> None:
         stack.custom.create_namespaced_custom_object(
             wf.GROUP, wf.VERSION, "default", wf.PLURAL, {**body, "metadata": {"name": name}})
+
+    # The first runs before the others exist: adds that arrive together race for the
+    # slot (creationTimestamp has whole seconds only), queued workflows do not.
+    create(names[0])
+    stack.wait_code(names[0], wf.CONFIGURING)
+    for name in names[1:]:
+        create(name)
     for name in names:
         assert wf.status(stack.wait_final(name, timeout=60))["phase"] == "Succeeded"
 
