@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CRDS = [REPO_ROOT / "knative" / "crd.yaml"]
+CLIENT_POOL_SIZE = 64
 
 
 class EmbeddedCluster:
@@ -80,8 +81,17 @@ class EmbeddedCluster:
         return self.kubelet.mode
 
     def api_client(self) -> client.ApiClient:
-        """An official-client ``ApiClient`` configured from this cluster's kubeconfig."""
-        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        """An official-client ``ApiClient`` configured from this cluster's kubeconfig.
+
+        Its pool keeps up to CLIENT_POOL_SIZE connections: the kubelet's informers hold
+        theirs for their watches, and each running pod's worker writes its status. With
+        the client's default (5 per CPU) a pod burst opened connections only to close
+        them again ("Connection pool is full, discarding connection").
+        """
+        settings = client.Configuration()
+        settings.connection_pool_maxsize = CLIENT_POOL_SIZE
+        api = config.new_client_from_config(config_file=str(self.kubeconfig),
+                                            client_configuration=settings)
         self._clients.append(api)
         return api
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -13,6 +14,7 @@ import yaml
 from kubernetes import client
 
 from devstack.cluster import EmbeddedCluster
+from devstack.kubelet.informer import Rest
 from devstack.kubelet.sandbox import BWRAP, detect_mode
 from devstack.testing import (  # noqa: F401
     container_processes,
@@ -138,3 +140,15 @@ def test_no_container_process_survives_a_killed_stack(tmp_path) -> None:
         stack.kill()
         stack.wait()
     wait_until(lambda: still_running(procs) == [], timeout=10, what="the containers to die")
+
+
+def test_controllers_client_keeps_its_connections_under_a_burst(
+        embedded_cluster: EmbeddedCluster, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """As many calls at once as a pod burst makes: every connection goes back to the pool."""
+    rest = Rest(embedded_cluster.api_client())
+    caplog.set_level(logging.WARNING, logger="urllib3.connectionpool")
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(lambda _: rest.call("GET", "/api/v1/namespaces/default"),
+                                range(400)))
+    assert all(a["metadata"]["name"] == "default" for a in answers)
+    assert "Connection pool is full" not in caplog.text
