@@ -185,14 +185,18 @@ def engine(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], lis
         raw["reference"] = scenarios.reference_summary(reference) | {"cpu_seconds": cpu.stop()}
         raw["load_after_reference"] = load_average()
         rounds = [throughput_round(raw["batch"], raw["reference"])]
+        later_batches: list[dict[str, Any]] = []
         for number in range(2, args.rounds + 1):
             again = scenarios.run_workflows(stack, f"batch{number}", args.workflows, True,
                                             timeout, tap)
             again_reference = scenarios.run_reference(stack, f"ref{number}", args.workflows,
                                                       args.max_jobs, timeout)
-            rounds.append(throughput_round(scenarios.run_summary(again),
+            again_summary = scenarios.run_summary(again)
+            later_batches.append(again_summary)
+            rounds.append(throughput_round(again_summary,
                                            scenarios.reference_summary(again_reference)))
         raw["throughput_rounds"] = rounds
+        raw["later_batches"] = later_batches
         raw["broker_counters"] = stack.eventing.broker.counters  # retried, failed, lost...
         raw["stack_log"] = str(stack.log_path)  # kept only with --workdir
         tap.detach()
@@ -217,6 +221,11 @@ def _engine_figures(raw: dict[str, Any], args: argparse.Namespace) -> list[Figur
                                   **scaled(stats, 1000),
                                   target=TRANSITION_TARGET if is_target else "", met=met,
                                   note=f"n={stats.get('n', 0)}" if is_target else ""))
+    # The figure from 10 samples moves with the host's load: each later batch's, for context.
+    for number, later in enumerate(raw.get("later_batches") or [], start=2):
+        stats = later["transitions"].get("add->configure") or {}
+        figures.append(Figure("1 transition", f"  add->configure [batch {number}, same size]",
+                              "ms", **scaled(stats, 1000), note=f"n={stats.get('n', 0)}"))
     figures.append(Figure("1 transition", "original engine, per transition", "ms",
                           value=derived["transition_expected_seconds"] * 1000,
                           note=f"derived, not measured: worst "

@@ -69,6 +69,10 @@ def test_engine_runs_every_workflow_and_keeps_raw_samples(results: tuple[dict, s
     for run in ("batch", "sequential"):
         for transition in ("add->configure", "configure->algorithm", "algorithm->publish"):
             _summary(engine[run]["transitions"][transition])
+    # The second round's batch keeps its samples too, and its add->configure is printed.
+    [later] = engine["later_batches"]
+    _summary(later["transitions"]["add->configure"])
+    assert "add->configure [batch 2, same size]" in results[1]
     _summary(engine["sequential"]["overhead"])
     assert engine["original_derived"]["transition_expected_seconds"] == 2.5
     # Jobs are timed by the API server's audit log; the watch's instants are kept beside.
