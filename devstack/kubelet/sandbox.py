@@ -181,9 +181,11 @@ class ContainerProcess:
         """Start ``argv``; ``kill_with_parent`` makes the kernel kill it if the kubelet dies
         (bubblewrap does this itself with ``--die-with-parent``)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._sandboxed = os.path.basename(argv[0]) == BWRAP
+        command, niced = _niced(argv)
         with open(log_path, "ab") as out:
             self.popen = subprocess.Popen(  # noqa: S603 - argv is built, never a shell string
-                argv,
+                command,
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
@@ -195,8 +197,7 @@ class ContainerProcess:
                 preexec_fn=_die_with_parent if kill_with_parent else None,  # noqa: PLW1509
             )
         self.pid = self.popen.pid
-        _lower_priority(self.pid)
-        self._sandboxed = os.path.basename(argv[0]) == BWRAP
+        _lower_priority(self.pid, processes=not niced)
 
     def wait(self) -> int:
         """Wait for the main process; the exit code as a shell reports it (128+signal)."""
@@ -262,22 +263,34 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _lower_priority(session: int) -> None:
+def _niced(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` started through ``nice`` when the host has it, and whether it is.
+
+    The container's first process then execs at CONTAINER_NICE, and so does all it
+    forks. Set from outside after the start instead, a child forked while the kernel
+    walked the process group could keep the kubelet's priority.
+    """
+    nice = shutil.which("nice")
+    return ([nice, "-n", str(CONTAINER_NICE), *argv], True) if nice else (argv, False)
+
+
+def _lower_priority(session: int, processes: bool) -> None:
     """Containers run CONTAINER_NICE steps below the kubelet's priority.
 
     On a real node the control plane does not share the pods' CPUs; here it does, and
-    a pod burst made every API call and event wait. Set from here, right after the
-    start, for the container's whole process group (what it has forked by now; later
-    processes inherit). Where the kernel groups each session for scheduling
-    (autogroup), a process's nice only counts inside its group, so the group's own
-    nice is set as well. Best effort: a kernel without either leaves the container
-    at normal priority.
+    a pod burst made every API call and event wait. With ``processes`` (no ``nice``
+    on the host, :func:`_niced`) the nice is set here, right after the start, for the
+    container's whole process group. Where the kernel groups each session for
+    scheduling (autogroup), a process's nice only counts inside its group, so the
+    group's own nice is set as well. Best effort: a kernel without either leaves the
+    container at normal priority.
     """
-    try:
-        wanted = min(os.getpriority(os.PRIO_PROCESS, 0) + CONTAINER_NICE, 19)
-        os.setpriority(os.PRIO_PGRP, session, wanted)
-    except OSError:
-        pass
+    if processes:
+        try:
+            wanted = min(os.getpriority(os.PRIO_PROCESS, 0) + CONTAINER_NICE, 19)
+            os.setpriority(os.PRIO_PGRP, session, wanted)
+        except OSError:
+            pass
     try:
         with open(f"/proc/{session}/autogroup", "w") as autogroup:
             autogroup.write(str(CONTAINER_NICE))  # the stack's own group stays at 0

@@ -307,10 +307,14 @@ def autogroup_nice(pid: int) -> int | None:
     return int(found.group(1)) if found else None
 
 
-@pytest.mark.parametrize("use_bwrap", [False, True], ids=["plain", "bwrap"])
-def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap) -> None:
+@pytest.mark.parametrize(("use_bwrap", "has_nice"), [(False, True), (True, True), (False, False)],
+                         ids=["plain", "bwrap", "no nice on the host"])
+def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap, has_nice,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     if use_bwrap and sandbox.detect_mode() != sandbox.BWRAP:
         pytest.skip("bubblewrap cannot run on this machine")
+    if not has_nice:  # the kubelet sets the priority itself, right after the start
+        monkeypatch.setattr(sandbox, "_niced", lambda argv: (argv, False))
     command = ["sh", "-c", "sleep 300 & wait"]
     argv = bwrap_argv(command, [], None, "p") if use_bwrap else command
     proc = ContainerProcess(argv, {"PATH": os.environ["PATH"]}, "/", tmp_path / "log")
