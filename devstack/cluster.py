@@ -88,10 +88,10 @@ class EmbeddedCluster:
         the client's default (5 per CPU) a pod burst opened connections only to close
         them again ("Connection pool is full, discarding connection").
         """
-        settings = client.Configuration()
-        settings.connection_pool_maxsize = CLIENT_POOL_SIZE
+        configuration = client.Configuration()
+        configuration.connection_pool_maxsize = CLIENT_POOL_SIZE
         api = config.new_client_from_config(config_file=str(self.kubeconfig),
-                                            client_configuration=settings)
+                                            client_configuration=configuration)
         self._clients.append(api)
         return api
 

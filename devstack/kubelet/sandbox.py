@@ -197,7 +197,7 @@ class ContainerProcess:
                 preexec_fn=_die_with_parent if kill_with_parent else None,  # noqa: PLW1509
             )
         self.pid = self.popen.pid
-        _lower_priority(self.pid, processes=not niced)
+        _lower_priority(self.pid, nice_processes=not niced)
 
     def wait(self) -> int:
         """Wait for the main process; the exit code as a shell reports it (128+signal)."""
@@ -274,18 +274,18 @@ def _niced(argv: list[str]) -> tuple[list[str], bool]:
     return ([nice, "-n", str(CONTAINER_NICE), *argv], True) if nice else (argv, False)
 
 
-def _lower_priority(session: int, processes: bool) -> None:
+def _lower_priority(session: int, nice_processes: bool) -> None:
     """Containers run CONTAINER_NICE steps below the kubelet's priority.
 
     On a real node the control plane does not share the pods' CPUs; here it does, and
-    a pod burst made every API call and event wait. With ``processes`` (no ``nice``
+    a pod burst made every API call and event wait. With ``nice_processes`` (no ``nice``
     on the host, :func:`_niced`) the nice is set here, right after the start, for the
     container's whole process group. Where the kernel groups each session for
     scheduling (autogroup), a process's nice only counts inside its group, so the
     group's own nice is set as well. Best effort: a kernel without either leaves the
     container at normal priority.
     """
-    if processes:
+    if nice_processes:
         try:
             wanted = min(os.getpriority(os.PRIO_PROCESS, 0) + CONTAINER_NICE, 19)
             os.setpriority(os.PRIO_PGRP, session, wanted)
