@@ -15,6 +15,7 @@ so that the pods' own work is as small as it gets and the engine's share shows.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 import psutil
 import urllib3
 
+from benchmarks.machine import BusySampler, busy_between, busy_seconds
 from benchmarks.observe import Accepted, BrokerTap, Timeline
 from benchmarks.stats import summary
 from devstack.apiserver import audit
@@ -69,6 +71,8 @@ class EngineRun:
     accepted: list[Accepted]
     timed_out: list[str] = field(default_factory=list)
     job_created: dict[str, float] = field(default_factory=dict)  # from the audit log
+    at_once: bool = False
+    busy: list[tuple[float, float]] = field(default_factory=list)  # BusySampler's samples
 
     @property
     def wall(self) -> float:
@@ -93,6 +97,7 @@ def run_workflows(stack: Any, prefix: str, count: int, at_once: bool, timeout: f
     names = [f"{prefix}-{i:04d}" for i in range(count)]
     submitted: dict[str, float] = {}
     first_tap = len(tap.snapshot())
+    sampler = BusySampler().start()
 
     def submit(name: str) -> None:
         submitted[name] = time.time()
@@ -116,10 +121,11 @@ def run_workflows(stack: Any, prefix: str, count: int, at_once: bool, timeout: f
     finally:
         timeline.stop()
         api.close()
+        busy = sampler.stop()
     audit_log = getattr(stack.cluster, "audit_log", None)
     created = audit.created(audit_log, "jobs", namespace) if audit_log else {}
     return EngineRun(prefix, names, submitted, started, ended, timeline,
-                     tap.snapshot()[first_tap:], timed_out, created)
+                     tap.snapshot()[first_tap:], timed_out, created, at_once, busy)
 
 
 class CpuMeter:
@@ -149,9 +155,7 @@ class CpuMeter:
                 except psutil.Error:
                     continue
                 functions += times.user + times.system
-        busy = psutil.cpu_times()
-        machine = busy.user + busy.nice + busy.system + busy.irq + busy.softirq
-        return {"harness": own, "functions": functions, "machine": machine}
+        return {"harness": own, "functions": functions, "machine": busy_seconds()}
 
     def start(self) -> CpuMeter:
         self._start = self._now()
@@ -250,6 +254,29 @@ def transitions(run: EngineRun) -> dict[str, list[float]]:
     return {**samples, **parts}
 
 
+def admission_window(run: EngineRun) -> dict[str, Any] | None:
+    """How busy the machine was while a batch's first workflows were admitted together:
+    from the first create to the last of their configure Jobs.
+
+    Their `add->configure` is bounded by the CPU an admission costs, all processes
+    together (API server, Broker, configure, the pods started meanwhile). With the
+    cores near 100 % busy there, that figure follows the machine's speed rather
+    than any wait in the engine. None for a run one at a time.
+    """
+    admitted = [name for name in run.names if name not in run.timeline.wf_queued]
+    ends = [run.jobs.get(f"{name}-configure") for name in admitted]
+    if not run.at_once or not admitted or None in ends or not run.submitted:
+        return None
+    start, end = min(run.submitted.values()), max(ends)
+    busy = busy_between(run.busy, start, end)
+    if busy is None or end <= start:
+        return None
+    cores = os.cpu_count() or 1
+    return {"admitted": len(admitted), "seconds": end - start, "cores": cores,
+            "busy_cpu_seconds": busy, "utilisation": busy / (cores * (end - start)),
+            "cpu_seconds_per_admission": busy / len(admitted)}
+
+
 def slow_workflows(run: EngineRun, limit: float = 5.0) -> dict[str, dict[str, float]]:
     """Workflows with a transition slower than `limit` seconds (a lost event waits for the
     resync tick): name -> transition -> seconds, to look up in the stack's log."""
@@ -300,6 +327,7 @@ def run_summary(run: EngineRun) -> dict[str, Any]:
         "pod_seconds_by_stage": {k: summary(v)
                                  for k, v in run.timeline.pod_seconds_by_stage().items()},
         "overhead": {"samples": overhead, **summary(overhead)},
+        "admission_window": admission_window(run),
     }
 
 

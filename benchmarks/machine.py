@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("flask", "gunicorn", "werkzeug", "kubernetes", "cloudevents", "requests", "urllib3",
@@ -44,6 +48,61 @@ def load_average() -> list[float]:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return []
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot: all cores, every process."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + times.irq + times.softirq
+
+
+class BusySampler:
+    """`busy_seconds()` every `interval` seconds, in a thread, as (instant, seconds) pairs.
+
+    The kernel counts CPU time in ticks of 10 ms, so sampling more often adds
+    nothing; a sample costs some 40 us.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-busy", daemon=True)
+
+    def start(self) -> BusySampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), busy_seconds()))
+            if self._stopped.wait(self.interval):
+                self.samples.append((time.time(), busy_seconds()))
+                return
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stopped.set()
+        self._thread.join()
+        return self.samples
+
+
+def busy_between(samples: list[tuple[float, float]], start: float, end: float) -> float | None:
+    """Busy CPU seconds from `start` to `end`, interpolated between `BusySampler` samples;
+    None when either instant is outside them."""
+    def at(instant: float) -> float | None:
+        index = bisect.bisect_left(samples, (instant, float("-inf")))
+        if index == len(samples):
+            return None
+        later, busy_later = samples[index]
+        if later == instant:
+            return busy_later
+        if index == 0:
+            return None
+        earlier, busy_earlier = samples[index - 1]
+        return busy_earlier + (busy_later - busy_earlier) * (instant - earlier) / (later - earlier)
+
+    first, last = at(start), at(end)
+    return None if first is None or last is None else last - first
 
 
 # About the size and shape of a Workflow as the functions read it.

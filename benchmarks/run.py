@@ -226,6 +226,13 @@ def _engine_figures(raw: dict[str, Any], args: argparse.Namespace) -> list[Figur
         stats = later["transitions"].get("add->configure") or {}
         figures.append(Figure("1 transition", f"  add->configure [batch {number}, same size]",
                               "ms", **scaled(stats, 1000), note=f"n={stats.get('n', 0)}"))
+    window = raw["batch"].get("admission_window")
+    if window:
+        figures.append(Figure(
+            "1 transition", f"  machine busy while the first {window['admitted']} were admitted",
+            "%", value=100 * window["utilisation"],
+            note=f"{1000 * window['cpu_seconds_per_admission']:.0f} ms of CPU per admission, "
+                 f"all processes; {1000 * window['seconds']:.0f} ms on {window['cores']} cores"))
     figures.append(Figure("1 transition", "original engine, per transition", "ms",
                           value=derived["transition_expected_seconds"] * 1000,
                           note=f"derived, not measured: worst "

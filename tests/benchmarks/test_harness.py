@@ -73,6 +73,13 @@ def test_engine_runs_every_workflow_and_keeps_raw_samples(results: tuple[dict, s
     [later] = engine["later_batches"]
     _summary(later["transitions"]["add->configure"])
     assert "add->configure [batch 2, same size]" in results[1]
+    # How busy the machine was while the batch's first workflows were admitted.
+    window = engine["batch"]["admission_window"]
+    assert window["admitted"] == 3 and 0 < window["seconds"] < 60
+    # The kernel counts CPU time in 10 ms ticks: over a short window, +-20 ms / window.
+    assert 0 < window["utilisation"] < 2
+    assert engine["sequential"]["admission_window"] is None
+    assert "machine busy while the first 3 were admitted" in results[1]
     _summary(engine["sequential"]["overhead"])
     assert engine["original_derived"]["transition_expected_seconds"] == 2.5
     # Jobs are timed by the API server's audit log; the watch's instants are kept beside.
