@@ -97,7 +97,8 @@ def run_workflows(stack: Any, prefix: str, count: int, at_once: bool, timeout: f
     names = [f"{prefix}-{i:04d}" for i in range(count)]
     submitted: dict[str, float] = {}
     first_tap = len(tap.snapshot())
-    sampler = BusySampler().start()
+    # Only a batch has an admission window to read them for (`admission_window`).
+    sampler = BusySampler().start() if at_once else None
 
     def submit(name: str) -> None:
         submitted[name] = time.time()
@@ -121,7 +122,7 @@ def run_workflows(stack: Any, prefix: str, count: int, at_once: bool, timeout: f
     finally:
         timeline.stop()
         api.close()
-        busy = sampler.stop()
+        busy = sampler.stop() if sampler else []
     audit_log = getattr(stack.cluster, "audit_log", None)
     created = audit.created(audit_log, "jobs", namespace) if audit_log else {}
     return EngineRun(prefix, names, submitted, started, ended, timeline,
