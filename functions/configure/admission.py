@@ -1,17 +1,20 @@
 """Admission: at most `maxJobs` workflows hold a slot, whatever the number of instances.
 
-The slots live in the ConfigMap `c2d-environment`, whose `admitted` key lists
-the workflows holding one. Taking or releasing a slot is a compare-and-set on
-that object (its resourceVersion), never a counter in memory. The same write
-keeps the object's announcement current (`environment.json`, given by
-`Slots.announce`): its `currentJobs` is the number admitted by construction,
-and a slot changing hands costs no second object to read and write.
+The slots live in the ConfigMap `c2d-environment`: its `admitted` key lists the
+workflows holding one, its `queued` key those waiting for one, oldest first.
+Taking or releasing a slot is a compare-and-set on that object (its
+resourceVersion), never a counter in memory. A workflow that finds no slot free
+joins the queue in the same write, and a release hands the freed slots to the
+head of the queue in its own: whoever frees a slot knows whom to start without
+listing the queued workflows, a listing that grew with the queue. The same
+writes keep the object's announcement current (`environment.json`, given by
+`Slots.announce`): its `currentJobs` is the number admitted by construction.
 
 Each process remembers the ConfigMap as it last read or wrote it, and writes
 on that copy: a round trip less per slot changing hands. The copy is a hint,
-never the truth. A stale one costs a refused write and a fresh read (the
-compare-and-set); a stale full house is looked at again by whoever queues a
-workflow on it (`functions.configure.app.admit`).
+never the truth: a stale one costs a refused write and a fresh read (the
+compare-and-set), and every take writes (a slot, or a place in the queue), so
+no decision rests on a stale copy alone.
 """
 
 from __future__ import annotations
@@ -26,52 +29,106 @@ from functions.configure import environment
 from shared.kube import Kube
 
 NAME = environment.CONFIGMAP
+# The queue stops growing past this many bytes of names (a ConfigMap holds 1 MiB);
+# a workflow left out stays `Queued` in its status, and the tick queues it once
+# there is room.
+QUEUE_LIMIT_BYTES = 512 * 1024
 
 Change = Callable[[dict], "dict | None"]
 
 
 class Slot(enum.Enum):
-    """What a take found: no slot free, a slot taken by this call, or one held already."""
+    """What a take found: a slot taken by this call, one held already, or a place in the queue."""
 
-    FULL = "full"
     TAKEN = "taken"
     HELD = "held"
+    QUEUED = "queued"
 
     def __bool__(self) -> bool:  # holding a slot after the call
-        return self is not Slot.FULL
+        return self is not Slot.QUEUED
 
 
 def admitted(configmap: dict) -> list[str]:
     return json.loads((configmap.get("data") or {}).get("admitted") or "[]")
 
 
+def queued(configmap: dict) -> list[str]:
+    return json.loads((configmap.get("data") or {}).get("queued") or "[]")
+
+
 def with_slot(configmap: dict, workflow: str, max_jobs: int) -> dict | None:
-    """The ConfigMap with `workflow` admitted; None when it already is or no slot is free."""
+    """The ConfigMap with `workflow` admitted or queued; None when it already is."""
     return with_slots(configmap, [workflow], max_jobs)
 
 
 def with_slots(configmap: dict, workflows: Iterable[str], max_jobs: int) -> dict | None:
-    """The ConfigMap with as many of `workflows` admitted as fit, in order; None if none."""
-    current = admitted(configmap)
-    names = list(current)
+    """The ConfigMap with `workflows` admitted in order while slots are free, the rest
+    queued; None when nothing changes."""
+    holders, waiting = admitted(configmap), queued(configmap)
     for workflow in workflows:
-        if workflow not in names and len(names) < max_jobs:
-            names.append(workflow)
-    return None if names == current else _with(configmap, names)
+        if workflow in holders:
+            continue
+        if len(holders) < max_jobs:
+            holders.append(workflow)
+            if workflow in waiting:
+                waiting.remove(workflow)
+        elif workflow not in waiting:
+            _append(waiting, workflow)
+    return _changed(configmap, holders, waiting)
 
 
-def without(configmap: dict, workflows: Iterable[str]) -> dict | None:
-    """The ConfigMap with `workflows` released; None when none of them held a slot."""
+def without(configmap: dict, workflows: Iterable[str], max_jobs: int) -> dict | None:
+    """The ConfigMap with `workflows` out of their slots and the queue, and the free slots
+    given to the head of the queue; None when nothing changes."""
     gone = set(workflows)
-    current = admitted(configmap)
-    if not gone & set(current):
+    holders = [name for name in admitted(configmap) if name not in gone]
+    waiting = [name for name in queued(configmap) if name not in gone]
+    return _changed(configmap, *_promoted(holders, waiting, max_jobs))
+
+
+def reconciled(configmap: dict, gone: Iterable[str], unqueued: Iterable[str],
+               waiting: Iterable[str], max_jobs: int) -> dict | None:
+    """What the tick writes: `gone` out of the slots and the queue, `unqueued` out of
+    the queue, every workflow of `waiting` in one of them (those missing join the
+    queue, in order), and the free slots given to the head of the queue; None when
+    nothing changes."""
+    gone, unqueued = set(gone), set(unqueued)
+    holders = [name for name in admitted(configmap) if name not in gone]
+    queue = [name for name in queued(configmap) if name not in gone | unqueued]
+    for name in waiting:
+        if name not in gone and name not in holders and name not in queue:
+            _append(queue, name)
+    return _changed(configmap, *_promoted(holders, queue, max_jobs))
+
+
+def given(before: dict, after: dict) -> list[str]:
+    """The workflows that hold a slot in `after` and did not in `before`."""
+    held = set(admitted(before))
+    return [name for name in admitted(after) if name not in held]
+
+
+def _promoted(holders: list[str], waiting: list[str], max_jobs: int
+              ) -> tuple[list[str], list[str]]:
+    free = max(max_jobs - len(holders), 0)
+    return holders + waiting[:free], waiting[free:]
+
+
+def _append(waiting: list[str], name: str) -> None:
+    if sum(len(n) + 4 for n in waiting) + len(name) < QUEUE_LIMIT_BYTES:
+        waiting.append(name)
+
+
+def _changed(configmap: dict, holders: list[str], waiting: list[str]) -> dict | None:
+    if holders == admitted(configmap) and waiting == queued(configmap):
         return None
-    return _with(configmap, [name for name in current if name not in gone])
+    return _with(configmap, holders, waiting)
 
 
-def _with(configmap: dict, names: list[str]) -> dict:
-    return {**configmap, "data": {**(configmap.get("data") or {}),
-                                  "admitted": json.dumps(names)}}
+def _with(configmap: dict, holders: list[str], waiting: list[str] | None = None) -> dict:
+    data = {**(configmap.get("data") or {}), "admitted": json.dumps(holders)}
+    if waiting is not None:
+        data["queued"] = json.dumps(waiting)
+    return {**configmap, "data": data}
 
 
 def empty(namespace: str, announce: Callable[[int], dict] | None = None) -> dict:
@@ -79,7 +136,8 @@ def empty(namespace: str, announce: Callable[[int], dict] | None = None) -> dict
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": NAME, "namespace": namespace,
                          "labels": {"app.kubernetes.io/managed-by": "c2d"}},
-            "data": {"admitted": "[]", **(_announced(announce, 0) if announce else {})}}
+            "data": {"admitted": "[]", "queued": "[]",
+                     **(_announced(announce, 0) if announce else {})}}
 
 
 def announcing(change: Change, announce: Callable[[int], dict]) -> Change:
@@ -157,11 +215,11 @@ class Slots:
         return admitted(self.read())
 
     def take(self, workflow: str, max_jobs: int) -> Slot:
-        """Whether `workflow` holds a slot after this call, and since when (`Slot`).
+        """Whether `workflow` holds a slot after this call, since when, or waits (`Slot`).
 
-        The copy last seen here decides (`seen`; read when there is none). A full
-        house on a stale copy only queues a workflow, and `admit` looks again right
-        after; a caller that wants a fresh decision reads first, as an add does.
+        Written on the copy last seen here (`seen`; read when there is none): a
+        stale one is refused and the take decided again on a fresh read. Only a
+        workflow already admitted or queued on that copy writes nothing.
         """
         mine = _Take(workflow)
         with self._waiting_lock:
@@ -176,11 +234,11 @@ class Slots:
         if mine.error is not None:
             raise mine.error
         if workflow not in admitted(mine.configmap):
-            return Slot.FULL
+            return Slot.QUEUED
         return Slot.HELD if mine.held_before else Slot.TAKEN
 
     def _take_together(self, batch: list[_Take], max_jobs: int) -> None:
-        """Admit as many of `batch` as fit, in order, with one compare-and-set."""
+        """Admit as many of `batch` as fit, in order, and queue the rest: one compare-and-set."""
         names = [take.workflow for take in batch]
 
         def admit(configmap: dict) -> dict | None:  # on each version the write is tried on
@@ -202,13 +260,29 @@ class Slots:
             take.configmap = configmap
             take.done.set()
 
-    def release(self, workflows: Iterable[str]) -> None:
-        """Free the slots `workflows` hold (none of them holding one writes nothing)."""
+    def release(self, workflows: Iterable[str], max_jobs: int) -> list[str]:
+        """Take `workflows` out of their slots and the queue; the workflows the freed
+        slots went to, which the caller starts."""
         names = list(workflows)
-        if not names:
-            return
+        return self._hand_over(lambda cm: without(cm, names, max_jobs)) if names else []
+
+    def reconcile(self, gone: Iterable[str], unqueued: Iterable[str], waiting: Iterable[str],
+                  max_jobs: int) -> list[str]:
+        """The tick's repair (`reconciled`); the workflows given a slot, which it starts."""
+        gone, unqueued, waiting = list(gone), list(unqueued), list(waiting)
+        return self._hand_over(lambda cm: reconciled(cm, gone, unqueued, waiting, max_jobs))
+
+    def _hand_over(self, change: Change) -> list[str]:
+        """Write `change`; the workflows it gave a slot, on the version it was written on."""
+        tried_on: list[dict] = []
+
+        def recorded(configmap: dict) -> dict | None:
+            tried_on.append(configmap)
+            return change(configmap)
+
         with self._turn:
-            self._write(lambda cm: without(cm, names))
+            written = self._write(recorded)
+        return given(tried_on[-1], written) if written is not None else []
 
 
 class _Take:

@@ -29,21 +29,20 @@ PERMISSIONS = {
 
 
 def on_workflow_added(event: CloudEvent, stage: Stage) -> CloudEvent | None:
-    """Admit or queue the workflow, read fresh, deciding on the slots read with it."""
+    """Admit or queue the workflow, read fresh."""
     added = events.resource_event(event)
-    slots = slots_of(stage, added.namespace)
-    workflow, _ = together(partial(stage.workflow, added.namespace, added.name), slots.read)
+    workflow = stage.workflow(added.namespace, added.name)
     if workflow is None:
         return None
-    return admit(workflow, stage, slots)
+    return admit(workflow, stage, slots_of(stage, added.namespace))
 
 
 def on_workflow_finished(event: CloudEvent, stage: Stage) -> CloudEvent | None:
-    """A slot is free: release it and start the oldest queued workflow."""
+    """A slot is free: release it and start the workflow it went to."""
     ref = events.workflow_ref(event)
     slots = slots_of(stage, ref.namespace)
-    slots.release([ref.name])
-    return admit_queued(stage, ref.namespace, slots)
+    return start_given(stage, ref.namespace, slots.release([ref.name], stage.settings.max_jobs),
+                       slots)
 
 
 def on_job_updated(event: CloudEvent, stage: Stage) -> CloudEvent | None:
@@ -55,8 +54,8 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
     """Reconcile from the cluster: lost adds, finished Jobs, stale slots, the queue."""
     namespace = stage.settings.namespace
     slots = slots_of(stage, namespace)
-    # The slots first: a workflow admitted after the listing would look gone to it.
-    held = slots.current()
+    # The slots first: a workflow admitted or queued after the listing would look gone.
+    before = slots.read()
     workflows = stage.workflows()
     for workflow in workflows:
         if not wf.status_code(workflow):
@@ -66,10 +65,25 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
             if job is not None and jobs.settled(job):
                 record_outcome(workflow, job, stage)
     live = {wf.name(w) for w in workflows if not wf.is_final(w)}
-    slots.release(name for name in held if name not in live)
-    reply = admit_queued(stage, namespace, slots, resume_held=True)
+    waiting = {wf.name(w) for w in workflows if waits(w)}
+    # Those the listing shows at 0, admit() above has just admitted, queued or failed.
+    queued = [wf.name(w) for w in workflows if waits(w) and wf.status_code(w) == wf.QUEUED]
+    given = slots.reconcile(
+        [name for name in admission.admitted(before) if name not in live],
+        [name for name in admission.queued(before) if name not in waiting],
+        queued, stage.settings.max_jobs)
+    # A queued workflow holding a slot whose start never came (its starter died).
+    held = set(admission.admitted(before))
+    stalled = [wf.name(w) for w in workflows
+               if wf.status_code(w) == wf.QUEUED and wf.name(w) in held]
+    reply = start_given(stage, namespace, given + stalled, slots)
     slots.publish()  # an announcement from before a change of settings
     return reply
+
+
+def waits(workflow: dict) -> bool:
+    """Whether `workflow` is waiting for a slot: not started, not stopped."""
+    return wf.status_code(workflow) in (0, wf.QUEUED) and not wf.stop_requested(workflow)
 
 
 def admit(workflow: dict, stage: Stage, slots: admission.Slots) -> CloudEvent | None:
@@ -83,38 +97,34 @@ def admit(workflow: dict, stage: Stage, slots: admission.Slots) -> CloudEvent | 
         stage.log.warning("invalid workflow: %s", problem, extra={"workflow": wf.key(workflow)})
         stage.update_status(workflow, lambda w: decide.invalid(wf.status(w), problem))
         return None
+    # A stop requested already: it is written Queued, without a slot or a place in the
+    # queue, and the algorithm function ends it.
     if not wf.stop_requested(workflow) and slots.take(wf.name(workflow), stage.settings.max_jobs):
         return start(workflow, stage)
-    if stage.update_status(workflow, lambda w: decide.queued(wf.status(w))) is None:
-        return None
-    # A slot freed between our look and the write above was released by someone who
-    # listed the queue before this workflow joined it: look once more, after the write.
-    if len(slots.current()) < stage.settings.max_jobs:
-        return admit_queued(stage, wf.namespace(workflow), slots)
+    # In the queue: whoever frees a slot gives it to the queue's head and starts it,
+    # even before this write (start() accepts a status 0, and this one then writes nothing).
+    stage.update_status(workflow, lambda w: decide.queued(wf.status(w)))
     return None
 
 
-def admit_queued(stage: Stage, namespace: str, slots: admission.Slots,
-                 resume_held: bool = False) -> CloudEvent | None:
-    """Start queued workflows, oldest first, while slots are free; reply for the first.
+def start_given(stage: Stage, namespace: str, names: list[str],
+                slots: admission.Slots) -> CloudEvent | None:
+    """Start the workflows just given a slot; reply for the first started.
 
-    A queued workflow that already holds a slot is being started by whoever gave
-    it the slot, in another thread or instance: starting it here as well only
-    repeated that work, a dozen refused calls each time (in a batch of 100, 70
-    such starts). Should that start have failed, the tick resumes it
-    (`resume_held`), a resync period later at most.
+    One that will not start (deleted, final, stopped while waiting) hands its slot
+    on at once, and so on down the queue; one started already keeps it.
     """
     first = None
-    for workflow in stage.workflows(wf.QUEUED_PHASE):
-        if wf.namespace(workflow) != namespace or wf.status_code(workflow) != wf.QUEUED \
-                or wf.stop_requested(workflow):
-            continue
-        slot = slots.take(wf.name(workflow), stage.settings.max_jobs)
-        if slot is admission.Slot.FULL:
-            break
-        if slot is admission.Slot.HELD and not resume_held:
-            continue
-        first = start(workflow, stage) or first
+    while names:
+        found = together(*(partial(stage.workflow, namespace, name) for name in names))
+        unable = []
+        for name, workflow in zip(names, found, strict=True):
+            if workflow is not None and waits(workflow):
+                first = start(workflow, stage) or first
+            elif workflow is None or wf.is_final(workflow) \
+                    or wf.status_code(workflow) <= wf.QUEUED:  # a stop came while it waited
+                unable.append(name)
+        names = slots.release(unable, stage.settings.max_jobs) if unable else []
     return first
 
 

@@ -190,12 +190,19 @@ def drive(relay: Relay, kube: Kube, workflow: dict, timeout: float = 90.0,
 
 
 class Counting(Kube):
-    """Counts the reads and the writes (replacements) of each object, by (kind, name)."""
+    """Counts the reads and the writes (replacements) of each object, by (kind, name),
+    and the listings of each kind."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.reads: dict[tuple[str, str], int] = {}
         self.writes: dict[tuple[str, str], int] = {}
+        self.lists: dict[str, int] = {}
+
+    def list(self, kind: str, namespace: str, label_selector: str | None = None,
+             field_selector: str | None = None) -> list[dict]:
+        self.lists[kind] = self.lists.get(kind, 0) + 1
+        return super().list(kind, namespace, label_selector, field_selector)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         self.reads[kind, name] = self.reads.get((kind, name), 0) + 1

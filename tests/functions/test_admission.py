@@ -8,9 +8,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cloudevents.core.v1.event import CloudEvent
 from kubernetes import client
 
 from devstack.cluster import EmbeddedCluster
@@ -77,41 +79,96 @@ def test_max_jobs_two_instances(cluster: EmbeddedCluster, kube: Kube, make_workf
     assert any(s.get("dateCreated") != s.get("dateStarted") for s in statuses)
 
 
-class ReleasedBehindOurBack(Kube):
-    """Frees `holder`'s slot just after a Workflow is written Queued: the releaser listed
-    the queue a moment before, so it cannot have seen that workflow."""
+class ReleasedBeforeTheQueuedWrite(Kube):
+    """Runs `release` once, just before the first write of a Workflow as Queued: the
+    workflow is in the queue by then, and its status still 0."""
 
-    def __init__(self, *args: Any, holder: str, namespace: str, **kwargs: Any):
+    def __init__(self, *args: Any, release: Callable[[], Any], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.holder, self.namespace = holder, namespace
+        self.release: Callable[[], Any] | None = release
+        self.released: Any = None
 
     def replace(self, obj: dict, subresource: str = "") -> dict:
-        written = super().replace(obj, subresource)
-        if obj["kind"] == "Workflow" and wf.status(written).get("phase") == wf.QUEUED_PHASE:
-            admission.Slots(self, self.namespace).release([self.holder])
-        return written
+        if obj["kind"] == "Workflow" and wf.status(obj).get("phase") == wf.QUEUED_PHASE \
+                and self.release is not None:
+            release, self.release = self.release, None
+            self.released = release()
+        return super().replace(obj, subresource)
 
 
-def test_a_slot_freed_while_queueing_is_not_left_idle(cluster: EmbeddedCluster, kube: Kube,
-                                                      receiver, tmp_path):
-    namespace = "admission-race"
-    core = client.CoreV1Api(cluster.api_client())
-    core.create_namespace({"metadata": {"name": namespace}})
+def workflow_finished(name: str, namespace: str) -> CloudEvent:
+    return events.make(events.WORKFLOW_FINISHED, "/c2d/publish",
+                       {"metadata": {"name": name, "namespace": namespace}})
+
+
+def test_a_slot_freed_while_queueing_goes_to_the_queued_workflow(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = new_namespace(cluster, "admission-race")
     config = settings.load(environment(tmp_path, receiver, maxJobs="1",
                                        C2D_NAMESPACE=namespace))
-    holders = admission.Slots(kube, namespace)
-    kube.update("ConfigMap", namespace, admission.NAME,
-                lambda cm: admission.with_slot(cm, "holder", 1), known=holders.read())
+    assert admission.Slots(kube, namespace).take("holder", 1) is admission.Slot.TAKEN
     workflow = create_workflow(kube, "late-queued", namespace)
-    racing = ReleasedBehindOurBack(connect(str(cluster.kubeconfig)),
-                                   holder="holder", namespace=namespace)
+    elsewhere = Stage("configure", config, kube, logging.getLogger("test"))
+    racing = ReleasedBeforeTheQueuedWrite(
+        connect(str(cluster.kubeconfig)),
+        release=lambda: configure.on_workflow_finished(workflow_finished("holder", namespace),
+                                                       elsewhere))
     stage = Stage("configure", config, racing, logging.getLogger("test"))
 
-    reply = configure.admit(workflow, stage, admission.Slots(racing, namespace))
+    assert configure.admit(workflow, stage, admission.Slots(racing, namespace)) is None
 
-    assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
-    assert holders.current() == ["late-queued"]
+    assert racing.released is not None and racing.released.get_type() == events.WORKFLOW_STARTED
+    assert admission.Slots(kube, namespace).current() == ["late-queued"]
     assert kube.get("Job", namespace, "late-queued-configure") is not None
+    # The Queued write came after the start, and wrote nothing over it.
+    assert wf.status_code(kube.get("Workflow", namespace, "late-queued")) == wf.CONFIGURING
+
+
+def test_a_freed_slot_goes_to_the_head_of_the_queue_without_a_listing(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = new_namespace(cluster, "queue-head")
+    config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
+    stage = Stage("configure", config, kube, logging.getLogger("test"))
+    assert admission.Slots(kube, namespace).take("holder", 1) is admission.Slot.TAKEN
+    for name in ("first", "second", "third"):
+        added = resource_event("add", create_workflow(kube, name, namespace))
+        assert configure.on_workflow_added(added, stage) is None
+        assert wf.status_code(kube.get("Workflow", namespace, name)) == wf.QUEUED
+    counting = Counting(connect(str(cluster.kubeconfig)))
+
+    reply = configure.on_workflow_finished(workflow_finished("holder", namespace),
+                                           Stage("configure", config, counting,
+                                                 logging.getLogger("test")))
+
+    assert reply is not None and events.workflow_ref(reply).name == "first"
+    assert counting.lists == {}  # the cost of a freed slot does not grow with the queue
+    stored = kube.get("ConfigMap", namespace, admission.NAME)
+    assert (admission.admitted(stored), admission.queued(stored)) == (["first"],
+                                                                      ["second", "third"])
+    assert wf.status_code(kube.get("Workflow", namespace, "first")) == wf.CONFIGURING
+
+
+def test_a_workflow_given_a_slot_that_will_not_start_hands_it_on(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    namespace = new_namespace(cluster, "hand-on")
+    config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
+    stage = Stage("configure", config, kube, logging.getLogger("test"))
+    slots = admission.Slots(kube, namespace)
+    assert slots.take("holder", 1) is admission.Slot.TAKEN
+    for name in ("deleted", "stopped", "next"):
+        create_workflow(kube, name, namespace)
+        assert slots.take(name, 1) is admission.Slot.QUEUED
+    kube.delete("Workflow", namespace, "deleted")
+    stopping = kube.get("Workflow", namespace, "stopped")
+    stopping["spec"]["stopRequested"] = True
+    kube.replace(stopping)
+
+    reply = configure.on_workflow_finished(workflow_finished("holder", namespace), stage)
+
+    assert reply is not None and events.workflow_ref(reply).name == "next"
+    assert slots.current() == ["next"]
+    assert admission.queued(slots.read()) == []
+    assert kube.get("Job", namespace, "stopped-configure") is None
 
 
 def configmaps(counts: dict[tuple[str, str], int]) -> dict[str, int]:
@@ -132,9 +189,9 @@ def test_a_slot_and_the_announcement_are_one_write(
     announced = kube.get("ConfigMap", namespace, configure.environment.CONFIGMAP)
     assert admission.admitted(announced) == ["first", "second"]
     assert json.loads(announced["data"]["environment.json"])["currentJobs"] == 2
-    # Per admission one read and one write of a ConfigMap: the slot is taken and
-    # announced by the same compare-and-set.
-    assert configmaps(counting.reads) == {admission.NAME: 2}
+    # Per admission one write of the ConfigMap, and no read but the first: the slot is
+    # taken and announced by the same compare-and-set, on the copy last written.
+    assert configmaps(counting.reads) == {admission.NAME: 1}
     assert configmaps(counting.writes) == {admission.NAME: 2}
 
 
@@ -208,7 +265,7 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
 
     def release(name: str) -> None:
         together.wait(timeout=10)
-        admission.Slots(counting, namespace).release([name])
+        admission.Slots(counting, namespace).release([name], max_jobs=8)
 
     with ThreadPoolExecutor(8) as pool:
         taken = [pool.submit(take, name) for name in arriving]
@@ -254,7 +311,9 @@ def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: Emb
     assert len(holders) == 4 and holders[0] == "first"
     taken = sorted(name for name, slot in results.items() if slot is admission.Slot.TAKEN)
     assert taken == sorted(holders[1:])
-    assert sorted(slot.value for slot in results.values()) == ["full"] * 3 + ["taken"] * 3
+    assert sorted(slot.value for slot in results.values()) == ["queued"] * 3 + ["taken"] * 3
+    waiting = [name for name, slot in results.items() if slot is admission.Slot.QUEUED]
+    assert admission.queued(admission.Slots(kube, namespace).read()) == waiting
 
 
 def test_a_take_tells_a_slot_taken_now_from_one_held_before(cluster: EmbeddedCluster,
@@ -264,7 +323,7 @@ def test_a_take_tells_a_slot_taken_now_from_one_held_before(cluster: EmbeddedClu
     slots = admission.Slots(kube, namespace)
     assert slots.take("a", max_jobs=1) is admission.Slot.TAKEN
     assert slots.take("a", max_jobs=1) is admission.Slot.HELD
-    assert slots.take("b", max_jobs=1) is admission.Slot.FULL
+    assert slots.take("b", max_jobs=1) is admission.Slot.QUEUED
     assert [bool(slots.take(name, 1)) for name in ("a", "b")] == [True, False]
 
 
@@ -287,10 +346,9 @@ def test_a_failed_take_fails_every_take_it_was_making(cluster: EmbeddedCluster, 
 def test_a_queued_workflow_another_admission_is_starting_is_left_to_it(
         cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
     """Two slots: `leaving` frees one; `starting` holds the other, given by an admission
-    still creating its objects. The freed slot goes to the next in line; `starting`
-    is not started a second time, unless the tick finds it still queued."""
-    namespace = "held-while-queued"
-    client.CoreV1Api(cluster.api_client()).create_namespace({"metadata": {"name": namespace}})
+    still creating its objects. The freed slot goes to the head of the queue;
+    `starting` is not started a second time, unless the tick finds it still queued."""
+    namespace = new_namespace(cluster, "held-while-queued")
     config = settings.load(environment(tmp_path, receiver, maxJobs="2",
                                        C2D_NAMESPACE=namespace))
     for name in ("starting", "next-in-line"):
@@ -300,12 +358,11 @@ def test_a_queued_workflow_another_admission_is_starting_is_left_to_it(
     slots = admission.Slots(kube, namespace)
     assert slots.take("leaving", max_jobs=2) is admission.Slot.TAKEN
     assert slots.take("starting", max_jobs=2) is admission.Slot.TAKEN
+    assert slots.take("next-in-line", max_jobs=2) is admission.Slot.QUEUED
     counting = Counting(connect(str(cluster.kubeconfig)))
     stage = Stage("configure", config, counting, logging.getLogger("test"))
 
-    freed = events.make(events.WORKFLOW_FINISHED, "/c2d/publish",
-                        {"metadata": {"name": "leaving", "namespace": namespace}})
-    reply = configure.on_workflow_finished(freed, stage)
+    reply = configure.on_workflow_finished(workflow_finished("leaving", namespace), stage)
 
     assert reply is not None and events.workflow_ref(reply).name == "next-in-line"
     assert sorted(slots.current()) == ["next-in-line", "starting"]
@@ -332,7 +389,7 @@ def test_a_take_writes_on_the_copy_this_process_saw_last(cluster: EmbeddedCluste
 
     assert slots.take("a", max_jobs=3) is admission.Slot.TAKEN  # nothing seen yet: one read
     assert slots.take("b", max_jobs=3) is admission.Slot.TAKEN  # on what that write returned
-    slots.release(["a"])
+    slots.release(["a"], max_jobs=3)
 
     assert configmaps(counting.reads) == {admission.NAME: 1}
     assert configmaps(counting.writes) == {admission.NAME: 3}
@@ -343,23 +400,24 @@ def test_a_stale_copy_costs_a_refused_write_never_a_slot(cluster: EmbeddedCluste
     namespace = new_namespace(cluster, "seen-stale")
     here = CountingConflicts(connect(str(cluster.kubeconfig)))
     assert admission.Slots(here, namespace).take("mine", max_jobs=1) is admission.Slot.TAKEN
-    admission.Slots(here, namespace).release(["mine"])  # seen here: the slot is free
+    admission.Slots(here, namespace).release(["mine"], 1)  # seen here: the slot is free
     assert admission.Slots(kube, namespace).take("other", max_jobs=1) is admission.Slot.TAKEN
 
-    assert admission.Slots(here, namespace).take("late", max_jobs=1) is admission.Slot.FULL
+    assert admission.Slots(here, namespace).take("late", max_jobs=1) is admission.Slot.QUEUED
     assert here.conflicts == 1  # the stale copy was tried, refused, and read again
     assert admission.Slots(kube, namespace).current() == ["other"]
+    assert admission.queued(admission.Slots(kube, namespace).read()) == ["late"]
 
 
-def test_an_add_is_decided_on_slots_read_with_the_workflow(
+def test_an_add_on_a_stale_full_house_is_decided_again_on_a_fresh_copy(
         cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
-    """This process last saw a full house; another instance freed the slot since. The add
-    starts the workflow at once: it is not queued on the stale copy first."""
+    """This process last saw a full house; another instance freed the slot since. The
+    place in the queue it tries to write is refused, and the add starts the workflow."""
     namespace = new_namespace(cluster, "seen-full")
     config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
     here = Counting(connect(str(cluster.kubeconfig)))
     assert admission.Slots(here, namespace).take("holder", max_jobs=1) is admission.Slot.TAKEN
-    admission.Slots(kube, namespace).release(["holder"])
+    admission.Slots(kube, namespace).release(["holder"], 1)
     workflow = create_workflow(kube, "next", namespace)
 
     reply = configure.on_workflow_added(resource_event("add", workflow),
@@ -368,36 +426,6 @@ def test_an_add_is_decided_on_slots_read_with_the_workflow(
     assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
     assert here.writes[("Workflow", "next")] == 1  # started, never written Queued
     assert admission.Slots(kube, namespace).current() == ["next"]
-
-
-class MeetingReads(Kube):
-    """The first read of a Workflow and the first of the slots get through only together."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.meeting = threading.Barrier(2, timeout=5)
-        self.waiting = {"Workflow", "ConfigMap"}
-
-    def get(self, kind: str, namespace: str, name: str) -> dict | None:
-        if kind in self.waiting:
-            self.waiting.discard(kind)
-            self.meeting.wait()  # a read made alone breaks the barrier
-        return super().get(kind, namespace, name)
-
-
-def test_an_add_reads_the_workflow_and_the_slots_at_once(
-        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
-    namespace = new_namespace(cluster, "read-together")
-    config = settings.load(environment(tmp_path, receiver, maxJobs="2", C2D_NAMESPACE=namespace))
-    admission.Slots(kube, namespace).read()  # the ConfigMap exists: a read, not a create
-    workflow = create_workflow(kube, "both", namespace)
-    meeting = MeetingReads(connect(str(cluster.kubeconfig)))
-
-    reply = configure.on_workflow_added(resource_event("add", workflow),
-                                        Stage("configure", config, meeting,
-                                              logging.getLogger("t")))
-
-    assert reply is not None and reply.get_type() == events.WORKFLOW_STARTED
 
 
 class AdmittedBehindTheListing(Kube):
@@ -428,3 +456,33 @@ def test_the_tick_keeps_the_slot_of_a_workflow_admitted_after_its_listing(
 
     assert racing.done
     assert admission.Slots(kube, namespace).current() == ["late"]
+
+
+def test_the_tick_keeps_the_queue_true_to_the_workflows(
+        cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
+    """Workflows written Queued without a place (by an older version, or a lost write)
+    join the queue in age order; a place of a workflow gone is dropped; and when
+    `maxJobs` grows, the head of the queue starts."""
+    namespace = new_namespace(cluster, "tick-queue")
+    one = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
+    three = settings.load(environment(tmp_path, receiver, maxJobs="3", C2D_NAMESPACE=namespace))
+    create_workflow(kube, "holder", namespace)
+    kube.update_status("Workflow", namespace, "holder",
+                       lambda w: configure.decide.started(wf.status(w)))
+    slots = admission.Slots(kube, namespace)
+    assert slots.take("holder", 1) is admission.Slot.TAKEN
+    assert slots.take("gone", 1) is admission.Slot.QUEUED  # no such workflow
+    for name in ("q1", "q2"):
+        create_workflow(kube, name, namespace)
+        kube.update_status("Workflow", namespace, name,
+                           lambda w: configure.decide.queued(wf.status(w)))
+
+    configure.on_tick(ping(), Stage("configure", one, kube, logging.getLogger("t")))
+
+    assert (slots.current(), admission.queued(slots.read())) == (["holder"], ["q1", "q2"])
+
+    configure.on_tick(ping(), Stage("configure", three, kube, logging.getLogger("t")))
+
+    assert (slots.current(), admission.queued(slots.read())) == (["holder", "q1", "q2"], [])
+    for name in ("q1", "q2"):
+        assert wf.status_code(kube.get("Workflow", namespace, name)) == wf.CONFIGURING
