@@ -69,21 +69,9 @@ class Stage:
         workflow = self.workflow(job["metadata"].get("namespace", "default"), owner[0])
         return (job, workflow, owner[1]) if workflow else None
 
-    def workflows(self, phase: str | None = None) -> list[dict]:
-        """The Workflows of the engine's namespace (those in `phase` when given), oldest first.
-
-        The phase is a field selector (the CRD's `selectableFields`); a cluster
-        older than 1.31 refuses it with 400, and then the full list is filtered here.
-        """
-        namespace = self.settings.namespace
-        try:
-            found = self.kube.list("Workflow", namespace,
-                                   field_selector=f"status.phase={phase}" if phase else None)
-        except KubeError as error:
-            if not phase or error.status != 400:
-                raise
-            found = [w for w in self.kube.list("Workflow", namespace)
-                     if wf.status(w).get("phase") == phase]
+    def workflows(self) -> list[dict]:
+        """The Workflows of the engine's namespace, oldest first."""
+        found = self.kube.list("Workflow", self.settings.namespace)
         return sorted(found, key=lambda w: (w["metadata"].get("creationTimestamp", ""),
                                             w["metadata"]["name"]))
 
