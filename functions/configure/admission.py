@@ -65,16 +65,16 @@ def with_slots(configmap: dict, workflows: Iterable[str], max_jobs: int) -> dict
     """The ConfigMap with `workflows` admitted in order while slots are free, the rest
     queued; None when nothing changes."""
     holders, waiting = admitted(configmap), queued(configmap)
+    arriving = []
     for workflow in workflows:
         if workflow in holders:
             continue
         if len(holders) < max_jobs:
             holders.append(workflow)
-            if workflow in waiting:
-                waiting.remove(workflow)
-        elif workflow not in waiting:
-            _append(waiting, workflow)
-    return _changed(configmap, holders, waiting)
+        elif workflow not in waiting and workflow not in arriving:
+            arriving.append(workflow)
+    waiting = [name for name in waiting if name not in holders]
+    return _changed(configmap, holders, _appended(waiting, arriving))
 
 
 def without(configmap: dict, workflows: Iterable[str], max_jobs: int) -> dict | None:
@@ -95,10 +95,9 @@ def reconciled(configmap: dict, gone: Iterable[str], unqueued: Iterable[str],
     gone, unqueued = set(gone), set(unqueued)
     holders = [name for name in admitted(configmap) if name not in gone]
     queue = [name for name in queued(configmap) if name not in gone | unqueued]
-    for name in waiting:
-        if name not in gone and name not in holders and name not in queue:
-            _append(queue, name)
-    return _changed(configmap, *_promoted(holders, queue, max_jobs))
+    placed = gone | set(holders) | set(queue)
+    missing = [name for name in dict.fromkeys(waiting) if name not in placed]
+    return _changed(configmap, *_promoted(holders, _appended(queue, missing), max_jobs))
 
 
 def given(before: dict, after: dict) -> list[str]:
@@ -113,9 +112,14 @@ def _promoted(holders: list[str], waiting: list[str], max_jobs: int
     return holders + waiting[:free], waiting[free:]
 
 
-def _append(waiting: list[str], name: str) -> None:
-    if sum(len(n) + 4 for n in waiting) + len(name) < QUEUE_LIMIT_BYTES:
-        waiting.append(name)
+def _appended(waiting: list[str], names: list[str]) -> list[str]:
+    """`waiting` with `names` at its end, as many as the queue's limit lets in."""
+    size = len(json.dumps(waiting))
+    for at, name in enumerate(names):
+        size += len(json.dumps(name)) + 2
+        if size > QUEUE_LIMIT_BYTES:
+            return waiting + names[:at]
+    return waiting + names
 
 
 def _changed(configmap: dict, holders: list[str], waiting: list[str]) -> dict | None:
