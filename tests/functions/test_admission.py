@@ -101,24 +101,32 @@ def workflow_finished(name: str, namespace: str) -> CloudEvent:
                        {"metadata": {"name": name, "namespace": namespace}})
 
 
+def one_slot_held(cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path,
+                  namespace: str) -> tuple[Stage, admission.Slots]:
+    """A new namespace with one slot (maxJobs 1), held by `holder`: a configure Stage on
+    it, and its slots."""
+    new_namespace(cluster, namespace)
+    config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
+    slots = admission.Slots(kube, namespace)
+    assert slots.take("holder", 1) is admission.Slot.TAKEN
+    return Stage("configure", config, kube, logging.getLogger("test")), slots
+
+
 def test_a_slot_freed_while_queueing_goes_to_the_queued_workflow(
         cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
-    namespace = new_namespace(cluster, "admission-race")
-    config = settings.load(environment(tmp_path, receiver, maxJobs="1",
-                                       C2D_NAMESPACE=namespace))
-    assert admission.Slots(kube, namespace).take("holder", 1) is admission.Slot.TAKEN
+    namespace = "admission-race"
+    elsewhere, slots = one_slot_held(cluster, kube, receiver, tmp_path, namespace)
     workflow = create_workflow(kube, "late-queued", namespace)
-    elsewhere = Stage("configure", config, kube, logging.getLogger("test"))
     racing = ReleasedBeforeTheQueuedWrite(
         connect(str(cluster.kubeconfig)),
         release=lambda: configure.on_workflow_finished(workflow_finished("holder", namespace),
                                                        elsewhere))
-    stage = Stage("configure", config, racing, logging.getLogger("test"))
+    stage = Stage("configure", elsewhere.settings, racing, logging.getLogger("test"))
 
     assert configure.admit(workflow, stage, admission.Slots(racing, namespace)) is None
 
     assert racing.released is not None and racing.released.get_type() == events.WORKFLOW_STARTED
-    assert admission.Slots(kube, namespace).current() == ["late-queued"]
+    assert slots.current() == ["late-queued"]
     assert kube.get("Job", namespace, "late-queued-configure") is not None
     # The Queued write came after the start, and wrote nothing over it.
     assert wf.status_code(kube.get("Workflow", namespace, "late-queued")) == wf.CONFIGURING
@@ -126,10 +134,8 @@ def test_a_slot_freed_while_queueing_goes_to_the_queued_workflow(
 
 def test_a_freed_slot_goes_to_the_head_of_the_queue_without_a_listing(
         cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
-    namespace = new_namespace(cluster, "queue-head")
-    config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
-    stage = Stage("configure", config, kube, logging.getLogger("test"))
-    assert admission.Slots(kube, namespace).take("holder", 1) is admission.Slot.TAKEN
+    namespace = "queue-head"
+    stage, slots = one_slot_held(cluster, kube, receiver, tmp_path, namespace)
     for name in ("first", "second", "third"):
         added = resource_event("add", create_workflow(kube, name, namespace))
         assert configure.on_workflow_added(added, stage) is None
@@ -137,12 +143,12 @@ def test_a_freed_slot_goes_to_the_head_of_the_queue_without_a_listing(
     counting = Counting(connect(str(cluster.kubeconfig)))
 
     reply = configure.on_workflow_finished(workflow_finished("holder", namespace),
-                                           Stage("configure", config, counting,
+                                           Stage("configure", stage.settings, counting,
                                                  logging.getLogger("test")))
 
     assert reply is not None and events.workflow_ref(reply).name == "first"
     assert counting.lists == {}  # the cost of a freed slot does not grow with the queue
-    stored = kube.get("ConfigMap", namespace, admission.NAME)
+    stored = slots.read()
     assert (admission.admitted(stored), admission.queued(stored)) == (["first"],
                                                                       ["second", "third"])
     assert wf.status_code(kube.get("Workflow", namespace, "first")) == wf.CONFIGURING
@@ -150,11 +156,8 @@ def test_a_freed_slot_goes_to_the_head_of_the_queue_without_a_listing(
 
 def test_a_workflow_given_a_slot_that_will_not_start_hands_it_on(
         cluster: EmbeddedCluster, kube: Kube, receiver, tmp_path):
-    namespace = new_namespace(cluster, "hand-on")
-    config = settings.load(environment(tmp_path, receiver, maxJobs="1", C2D_NAMESPACE=namespace))
-    stage = Stage("configure", config, kube, logging.getLogger("test"))
-    slots = admission.Slots(kube, namespace)
-    assert slots.take("holder", 1) is admission.Slot.TAKEN
+    namespace = "hand-on"
+    stage, slots = one_slot_held(cluster, kube, receiver, tmp_path, namespace)
     for name in ("deleted", "stopped", "next"):
         create_workflow(kube, name, namespace)
         assert slots.take(name, 1) is admission.Slot.QUEUED
