@@ -72,7 +72,7 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
         [name for name in admission.admitted(before) if name not in live],
         [name for name in admission.queued(before) if name not in waiting],
         queued, stage.settings.max_jobs)
-    # A queued workflow holding a slot whose start never came (its starter died).
+    # Queued and holding a slot: its starter may have died. A second start creates nothing.
     held = set(admission.admitted(before))
     stalled = [wf.name(w) for w in workflows
                if wf.status_code(w) == wf.QUEUED and wf.name(w) in held]
