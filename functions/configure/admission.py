@@ -80,10 +80,7 @@ def with_slots(configmap: dict, workflows: Iterable[str], max_jobs: int) -> dict
 def without(configmap: dict, workflows: Iterable[str], max_jobs: int) -> dict | None:
     """The ConfigMap with `workflows` out of their slots and the queue, and the free slots
     given to the head of the queue; None when nothing changes."""
-    gone = set(workflows)
-    holders = [name for name in admitted(configmap) if name not in gone]
-    waiting = [name for name in queued(configmap) if name not in gone]
-    return _changed(configmap, *_promoted(holders, waiting, max_jobs))
+    return reconciled(configmap, workflows, (), (), max_jobs)
 
 
 def reconciled(configmap: dict, gone: Iterable[str], unqueued: Iterable[str],

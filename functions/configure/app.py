@@ -65,15 +65,16 @@ def on_tick(event: CloudEvent, stage: Stage) -> CloudEvent | None:
             if job is not None and jobs.settled(job):
                 record_outcome(workflow, job, stage)
     live = {wf.name(w) for w in workflows if not wf.is_final(w)}
-    waiting = {wf.name(w) for w in workflows if waits(w)}
-    # Those the listing shows at 0, admit() above has just admitted, queued or failed.
-    queued = [wf.name(w) for w in workflows if waits(w) and wf.status_code(w) == wf.QUEUED]
+    waiting = [w for w in workflows if waits(w)]
+    waiting_names = {wf.name(w) for w in waiting}
+    held = admission.admitted(before)
     given = slots.reconcile(
-        [name for name in admission.admitted(before) if name not in live],
-        [name for name in admission.queued(before) if name not in waiting],
-        queued, stage.settings.max_jobs)
+        [name for name in held if name not in live],
+        [name for name in admission.queued(before) if name not in waiting_names],
+        # Those the listing shows at 0, admit() above has just admitted, queued or failed.
+        [wf.name(w) for w in waiting if wf.status_code(w) == wf.QUEUED],
+        stage.settings.max_jobs)
     # Queued and holding a slot: its starter may have died. A second start creates nothing.
-    held = set(admission.admitted(before))
     stalled = [wf.name(w) for w in workflows
                if wf.status_code(w) == wf.QUEUED and wf.name(w) in held]
     reply = start_given(stage, namespace, given + stalled, slots)
