@@ -225,10 +225,8 @@ def test_a_released_slot_is_announced_by_the_same_write(
     configure.slots_of(stage, namespace).take("leaving", max_jobs=3)
     counting = Counting(connect(str(cluster.kubeconfig)))
 
-    finished = events.make(events.WORKFLOW_FINISHED, "/c2d/publish",
-                           {"metadata": {"name": "leaving", "namespace": namespace}})
-    configure.on_workflow_finished(finished, Stage("configure", config, counting,
-                                                   logging.getLogger("test")))
+    configure.on_workflow_finished(workflow_finished("leaving", namespace),
+                                   Stage("configure", config, counting, logging.getLogger("test")))
 
     announced = kube.get("ConfigMap", namespace, configure.environment.CONFIGMAP)
     assert admission.admitted(announced) == []
