@@ -74,6 +74,10 @@ class EngineRun:
     at_once: bool = False
     busy: list[tuple[float, float]] = field(default_factory=list)  # BusySampler's samples
 
+    def admitted_at_once(self, name: str) -> bool:
+        """Whether workflow `name` was admitted on its add, never written Queued."""
+        return name not in self.timeline.wf_queued
+
     @property
     def wall(self) -> float:
         return self.ended - self.started
@@ -226,7 +230,7 @@ def transitions(run: EngineRun) -> dict[str, list[float]]:
     freed = sorted(r.at for r in run.accepted if r.type == events.WORKFLOW_FINISHED)
     for name in run.names:
         configure_job = jobs.get(f"{name}-configure")
-        if name not in run.timeline.wf_queued:
+        if run.admitted_at_once(name):
             let_in = first.get(("add", name, ""))
             add("add->configure", let_in, configure_job)
         else:
@@ -264,7 +268,7 @@ def admission_window(run: EngineRun) -> dict[str, Any] | None:
     cores near 100 % busy there, that figure follows the machine's speed rather
     than any wait in the engine. None for a run one at a time.
     """
-    admitted = [name for name in run.names if name not in run.timeline.wf_queued]
+    admitted = [name for name in run.names if run.admitted_at_once(name)]
     ends = [run.jobs.get(f"{name}-configure") for name in admitted]
     if not run.at_once or not admitted or None in ends or not run.submitted:
         return None
