@@ -36,12 +36,15 @@ def test_max_jobs_queues_then_admits_each_in_turn(stack: EmbeddedStack) -> None:
         stack.custom.create_namespaced_custom_object(
             wf.GROUP, wf.VERSION, "default", wf.PLURAL, {**body, "metadata": {"name": name}})
 
-    # The first runs before the others exist: adds that arrive together race for the
-    # slot (creationTimestamp has whole seconds only), queued workflows do not.
+    # Each is created once the one before has its slot or its place in the queue: adds
+    # that arrive together race for both (their events are delivered concurrently, and
+    # creationTimestamp has whole seconds only), so "oldest" would mean nothing between
+    # them. Queued workflows then keep the order they queued in.
     create(names[0])
     stack.wait_code(names[0], wf.CONFIGURING)
     for name in names[1:]:
         create(name)
+        stack.wait_code(name, wf.QUEUED)
     for name in names:
         assert wf.status(stack.wait_final(name, timeout=60))["phase"] == "Succeeded"
 
