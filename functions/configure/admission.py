@@ -1,8 +1,8 @@
 """Admission: at most `maxJobs` workflows hold a slot, whatever the number of instances.
 
 The slots live in the ConfigMap `c2d-environment`: its `admitted` key lists the
-workflows holding one, its `queued` key those waiting for one, oldest first.
-Taking or releasing a slot is a compare-and-set on that object (its
+workflows holding one, its `queued` key those waiting for one, first come, first
+served. Taking or releasing a slot is a compare-and-set on that object (its
 resourceVersion), never a counter in memory. A workflow that finds no slot free
 joins the queue in the same write, and a release hands the freed slots to the
 head of the queue in its own: whoever frees a slot knows whom to start without
