@@ -280,7 +280,8 @@ def test_the_threads_of_one_instance_take_turns_on_the_slots(cluster: EmbeddedCl
 
 def takes_queued_behind_a_busy_turn(kube: Kube, namespace: str, names: list[str],
                                     max_jobs: int) -> dict[str, admission.Slot | BaseException]:
-    """Each name's take, all started while the turn is busy and let go together."""
+    """Each name's take, all started while the turn is busy and let go together; in the
+    order they joined the wait (their threads' order, not that of `names`)."""
     with admission.Slots._turn:
         with ThreadPoolExecutor(len(names)) as pool:
             taken = {name: pool.submit(admission.Slots(kube, namespace).take, name, max_jobs)
@@ -289,10 +290,11 @@ def takes_queued_behind_a_busy_turn(kube: Kube, namespace: str, names: list[str]
             while len(admission.Slots._waiting.get(namespace, [])) < len(names):
                 assert time.monotonic() < deadline, "the takes never queued up"
                 time.sleep(0.005)
+            arrived = [take.workflow for take in admission.Slots._waiting[namespace]]
             admission.Slots._turn.release()
             try:
-                return {name: future.exception(timeout=10) or future.result()
-                        for name, future in taken.items()}
+                return {name: taken[name].exception(timeout=10) or taken[name].result()
+                        for name in arrived}
             finally:
                 admission.Slots._turn.acquire()
 
@@ -307,14 +309,13 @@ def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: Emb
     results = takes_queued_behind_a_busy_turn(counting, namespace,
                                               [f"new-{i}" for i in range(6)], max_jobs=4)
 
-    holders = admission.Slots(kube, namespace).current()
+    stored = admission.Slots(kube, namespace).read()
     assert counting.writes == {("ConfigMap", admission.NAME): 1}
-    assert len(holders) == 4 and holders[0] == "first"
-    taken = sorted(name for name, slot in results.items() if slot is admission.Slot.TAKEN)
-    assert taken == sorted(holders[1:])
-    assert sorted(slot.value for slot in results.values()) == ["queued"] * 3 + ["taken"] * 3
-    waiting = [name for name, slot in results.items() if slot is admission.Slot.QUEUED]
-    assert admission.queued(admission.Slots(kube, namespace).read()) == waiting
+    # In the order they arrived: the first three take the free slots, the rest queue.
+    arrived = list(results)
+    assert admission.admitted(stored) == ["first", *arrived[:3]]
+    assert admission.queued(stored) == arrived[3:]
+    assert [slot.value for slot in results.values()] == ["taken"] * 3 + ["queued"] * 3
 
 
 def test_a_take_tells_a_slot_taken_now_from_one_held_before(cluster: EmbeddedCluster,
