@@ -10,6 +10,7 @@ import urllib3
 from kubernetes import client, watch
 
 from devstack.cluster import EmbeddedCluster
+from devstack.testing import wait_until
 from shared import events, signing
 from shared import workflow as wf
 from shared.kube import Kube
@@ -22,7 +23,9 @@ OPERATOR_ADDRESS = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
 class StatusRecorder:
     """Every status code a Workflow passes through, from a watch on the API."""
 
-    def __init__(self, cluster: EmbeddedCluster, name: str):
+    def __init__(self, cluster: EmbeddedCluster, created: dict):
+        """Watches from `created`'s version: no change after it is missed, however late
+        the watch connects."""
         self.codes: list[int] = []
         self._stop = threading.Event()
         self._watch = watch.Watch()
@@ -31,7 +34,8 @@ class StatusRecorder:
         def run() -> None:
             stream = self._watch.stream(api.list_namespaced_custom_object, wf.GROUP, wf.VERSION,
                                         "default", wf.PLURAL, timeout_seconds=120,
-                                        field_selector=f"metadata.name={name}")
+                                        field_selector=f"metadata.name={wf.name(created)}",
+                                        resource_version=created["metadata"]["resourceVersion"])
             try:
                 for item in stream:
                     code = (item["object"].get("status") or {}).get("statusCode")
@@ -56,9 +60,11 @@ def test_happy_path(structured, relay: Relay, kube: Kube, cluster: EmbeddedClust
     relay.structured = structured
     created = make_workflow()
     name = wf.name(created)
-    recorder = StatusRecorder(cluster, name)
+    recorder = StatusRecorder(cluster, created)
 
     final = drive(relay, kube, created)
+    # drive() read the final status; the watch may deliver it a moment later.
+    wait_until(lambda: recorder.codes[-1:] == [70], 10, what="the watch to see status 70")
     codes = recorder.stop()
 
     status = final["status"]
