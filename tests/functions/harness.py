@@ -168,15 +168,17 @@ def finished_job(kube: Kube, namespace: str, name: str, timeout: float = 60.0) -
 
 
 def drive(relay: Relay, kube: Kube, workflow: dict, timeout: float = 90.0,
-          drop: Callable[[CloudEvent], bool] = lambda e: False) -> dict:
-    """Run a created workflow to its end, delivering each Job's update as it finishes."""
+          drop: Callable[[CloudEvent], bool] = lambda e: False,
+          until: Callable[[], bool] = lambda: False) -> dict:
+    """Run a created workflow to its end, delivering each Job's update as it finishes;
+    or only until `until()` holds, returning the workflow as it then is."""
     namespace, name = wf.namespace(workflow), wf.name(workflow)
     relay.send(resource_event("add", workflow), drop=drop)
     delivered: set[str] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = kube.get("Workflow", namespace, name)
-        if current and wf.is_final(current) and all(
+        if until() or current and wf.is_final(current) and all(
                 d.status in (200, 202) for d in relay.log):
             return current
         for stage in wf.STAGES:
