@@ -178,8 +178,8 @@ def drive(relay: Relay, kube: Kube, workflow: dict, timeout: float = 90.0,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = kube.get("Workflow", namespace, name)
-        if until() or current and wf.is_final(current) and all(
-                d.status in (200, 202) for d in relay.log):
+        if until() or (current and wf.is_final(current) and all(
+                d.status in (200, 202) for d in relay.log)):
             return current
         for stage in wf.STAGES:
             job = kube.get("Job", namespace, f"{name}-{stage}")

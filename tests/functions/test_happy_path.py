@@ -24,8 +24,8 @@ class StatusRecorder:
     """Every status code a Workflow passes through, from a watch on the API."""
 
     def __init__(self, cluster: EmbeddedCluster, created: dict):
-        """Watches from `created`'s version: no change after it is missed, however late
-        the watch connects."""
+        """Watches from `created`'s resourceVersion: however late the watch connects,
+        it misses no later change."""
         self.codes: list[int] = []
         self._stop = threading.Event()
         self._watch = watch.Watch()
