@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from functions.configure.fetch import DiskBudget, Fetcher, FetchError, Limits
+from functions.configure.fetch import (
+    DiskBudget,
+    Fetcher,
+    FetchError,
+    Limits,
+    cache_window,
+    memory_limit,
+)
 from functions.configure.layout import Layout, WorkflowError, algorithm_source, load_workflow
 from functions.configure.provider import Provider
 from shared import settings as settings_module
@@ -176,7 +183,8 @@ def configure(args: argparse.Namespace) -> int:
         raise StageFailure(EXIT_DATA, {"stage": "workflow", "error": str(error)}) from None
     log.info("configuring job %s in %s", os.environ.get("JOB_ID") or workflow.get("jobId"),
              layout.root)
-    limits = Limits(args.connect_timeout, args.read_timeout, args.retries, args.backoff)
+    limits = Limits(args.connect_timeout, args.read_timeout, args.retries, args.backoff,
+                    cache_behind=cache_window(memory_limit()))
     fetcher = Fetcher(limits, DiskBudget(int(settings.disk_gb * 2**30)), log)
     try:
         Configurator(workflow, layout, fetcher, Provider(fetcher, settings.operator_private_key),

@@ -1,14 +1,16 @@
 """How the configure pod's downloads reach the disk: small writes, zero runs as holes,
-and the page cache dropped behind the download."""
+and, under a memory limit, the page cache dropped behind the download."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
 import pytest
 
 from functions.configure import fetch
+from functions.configure import pod as configure_pod
 from tests.pods.servers import DatasetServer
 
 KIB = 1 << 10
@@ -111,3 +113,70 @@ def test_a_file_system_refusing_the_advice_still_gets_the_file(server, tmp_path,
     assert _download(f"{dataset.url}/files/mixed.bin", target,
                      fetch.Limits(cache_behind=256 * KIB)) == SIZE
     assert target.read_bytes() == body
+
+
+def _recording_advice(monkeypatch) -> list[int]:
+    """The lengths of the page cache advice the download gives from now on."""
+    lengths: list[int] = []
+    real_fadvise = os.posix_fadvise
+
+    def recording_fadvise(fd: int, offset: int, length: int, kind: int) -> None:
+        lengths.append(length)
+        real_fadvise(fd, offset, length, kind)
+
+    monkeypatch.setattr(fetch.os, "posix_fadvise", recording_fadvise)
+    return lengths
+
+
+def test_without_a_window_the_download_keeps_its_cache(server, tmp_path, monkeypatch):
+    dataset, body = server
+    advice = _recording_advice(monkeypatch)
+    target = tmp_path / "mixed.bin"
+    assert _download(f"{dataset.url}/files/mixed.bin", target) == SIZE
+    assert target.read_bytes() == body
+    assert advice == []
+
+
+@pytest.mark.parametrize(("v2", "v1", "expected"), [
+    ("536870912\n", None, 536870912),
+    ("max\n", "1073741824\n", None),  # cgroup v2 rules where it is mounted
+    (None, "1073741824\n", 1073741824),
+    (None, "9223372036854771712\n", None),  # cgroup v1's "no limit"
+    (None, None, None),
+    ("a lot\n", None, None),
+])
+def test_the_memory_limit_is_the_cgroups(tmp_path, monkeypatch, v2, v1, expected):
+    files = (tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes")
+    for path, text in zip(files, (v2, v1), strict=True):
+        if text is not None:
+            path.write_text(text)
+    monkeypatch.setattr(fetch, "MEMORY_LIMIT_FILES", tuple(map(str, files)))
+    assert fetch.memory_limit() == expected
+
+
+def test_the_cache_window_is_an_eighth_of_the_memory_limit():
+    assert fetch.cache_window(512 << 20) == 64 << 20  # the Jobs' limit (shared/manifests.py)
+    assert fetch.cache_window(4 << 20) == fetch.CHUNK  # never under one read
+    assert fetch.cache_window(None) is None
+
+
+@pytest.mark.parametrize(("limit", "drops"), [("2097152", True), ("max", False)])
+def test_the_pod_drops_its_cache_behind_only_under_a_memory_limit(
+        server, tmp_path, monkeypatch, limit, drops):
+    dataset, body = server
+    (tmp_path / "memory.max").write_text(limit + "\n")
+    monkeypatch.setattr(fetch, "MEMORY_LIMIT_FILES", (str(tmp_path / "memory.max"),))
+    monkeypatch.setenv("TERMINATION_MESSAGE_PATH", str(tmp_path / "termination"))
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text(json.dumps({"jobId": "wf-test", "stages": [{
+        "index": 0, "input": [{"index": 0, "id": "did:op:" + "a" * 64,
+                               "url": f"{dataset.url}/files/mixed.bin"}],
+        "algorithm": {"rawcode": "print('unused')\n"}, "output": {}}]}))
+    advice = _recording_advice(monkeypatch)
+
+    assert configure_pod.main(["--volume", str(tmp_path / "data"),
+                               "--workflow", str(workflow)]) == configure_pod.EXIT_OK
+    assert (tmp_path / "data" / "inputs" / ("a" * 64) / "0").read_bytes() == body
+    assert bool(advice) == drops
+    # 2 MiB of memory: a 1 MiB window, never the last MiB written
+    assert all(fetch.CHUNK <= length <= SIZE - fetch.CHUNK for length in advice)
