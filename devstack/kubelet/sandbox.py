@@ -182,7 +182,7 @@ class ContainerProcess:
         (bubblewrap does this itself with ``--die-with-parent``)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._sandboxed = os.path.basename(argv[0]) == BWRAP
-        command, niced = _niced(argv)
+        command = _niced(argv)
         with open(log_path, "ab") as out:
             self.popen = subprocess.Popen(  # noqa: S603 - argv is built, never a shell string
                 command,
@@ -197,7 +197,7 @@ class ContainerProcess:
                 preexec_fn=_die_with_parent if kill_with_parent else None,  # noqa: PLW1509
             )
         self.pid = self.popen.pid
-        _lower_priority(self.pid, nice_processes=not niced)
+        _lower_group_priority(self.pid)
 
     def wait(self) -> int:
         """Wait for the main process; the exit code as a shell reports it (128+signal)."""
@@ -263,37 +263,44 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _niced(argv: list[str]) -> tuple[list[str], bool]:
-    """``argv`` started through ``nice`` when the host has it, and whether it is.
+def _niced(argv: list[str]) -> list[str]:
+    """``argv`` started through ``nice``, or through Python's ``os.nice`` on a host
+    without ``nice``.
 
     The container's first process then execs at CONTAINER_NICE, and so does all it
     forks. Set from outside after the start instead, a child forked while the kernel
-    walked the process group could keep the kubelet's priority.
+    walked the process group kept the kubelet's priority (a test caught one).
     """
     nice = shutil.which("nice")
-    return ([nice, "-n", str(CONTAINER_NICE), *argv], True) if nice else (argv, False)
+    if nice:
+        return [nice, "-n", str(CONTAINER_NICE), *argv]
+    return [sys.executable, "-I", "-S", "-c", _PYTHON_NICE, str(CONTAINER_NICE), *argv]
 
 
-def _lower_priority(session: int, nice_processes: bool) -> None:
-    """Containers run CONTAINER_NICE steps below the kubelet's priority.
+# `nice -n N command...` for a host without coreutils' nice, with its exit codes.
+_PYTHON_NICE = """\
+import os, sys
+os.nice(int(sys.argv[1]))
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as error:
+    print(f"nice: {sys.argv[2]}: {error.strerror}", file=sys.stderr)
+    sys.exit(127 if isinstance(error, FileNotFoundError) else 126)
+"""
+
+
+def _lower_group_priority(session: int) -> None:
+    """Where the kernel groups each session for scheduling (autogroup), a process's
+    nice only counts inside its group: the container's session gets CONTAINER_NICE
+    too, the stack's own group stays at 0.
 
     On a real node the control plane does not share the pods' CPUs; here it does, and
-    a pod burst made every API call and event wait. With ``nice_processes`` (no ``nice``
-    on the host, :func:`_niced`) the nice is set here, right after the start, for the
-    container's whole process group. Where the kernel groups each session for
-    scheduling (autogroup), a process's nice only counts inside its group, so the
-    group's own nice is set as well. Best effort: a kernel without either leaves the
-    container at normal priority.
+    a pod burst made every API call and event wait. Best effort: a kernel without
+    autogroups has nothing to set.
     """
-    if nice_processes:
-        try:
-            wanted = min(os.getpriority(os.PRIO_PROCESS, 0) + CONTAINER_NICE, 19)
-            os.setpriority(os.PRIO_PGRP, session, wanted)
-        except OSError:
-            pass
     try:
         with open(f"/proc/{session}/autogroup", "w") as autogroup:
-            autogroup.write(str(CONTAINER_NICE))  # the stack's own group stays at 0
+            autogroup.write(str(CONTAINER_NICE))
     except OSError:
         pass
 

@@ -313,8 +313,10 @@ def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap, h
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     if use_bwrap and sandbox.detect_mode() != sandbox.BWRAP:
         pytest.skip("bubblewrap cannot run on this machine")
-    if not has_nice:  # the kubelet sets the priority itself, right after the start
-        monkeypatch.setattr(sandbox, "_niced", lambda argv: (argv, False))
+    if not has_nice:  # the container starts through Python's os.nice instead
+        which = sandbox.shutil.which
+        monkeypatch.setattr(sandbox.shutil, "which",
+                            lambda name: None if name == "nice" else which(name))
     command = ["sh", "-c", "sleep 300 & wait"]
     argv = bwrap_argv(command, [], None, "p") if use_bwrap else command
     proc = ContainerProcess(argv, {"PATH": os.environ["PATH"]}, "/", tmp_path / "log")
@@ -331,6 +333,17 @@ def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap, h
     finally:
         proc.stop(grace=0)
         proc.wait()
+
+
+@pytest.mark.parametrize(("program", "code"), [("no-such-tool-c2d", 127), ("/etc", 126)])
+def test_without_nice_on_the_host_a_command_that_cannot_run_exits_as_with_nice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str, code: int) -> None:
+    which = sandbox.shutil.which
+    monkeypatch.setattr(sandbox.shutil, "which",
+                        lambda name: None if name == "nice" else which(name))
+    proc = ContainerProcess([program], {"PATH": os.environ["PATH"]}, "/", tmp_path / "log")
+    assert proc.wait() == code
+    assert f"nice: {program}: " in (tmp_path / "log").read_text()
 
 
 @pytest.mark.parametrize("kill_with_parent, preexec", [(False, False), (True, True)],
