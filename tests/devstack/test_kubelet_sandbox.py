@@ -307,6 +307,13 @@ def autogroup_nice(pid: int) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def without_nice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox as on a host without coreutils' `nice`."""
+    which = sandbox.shutil.which
+    monkeypatch.setattr(sandbox.shutil, "which",
+                        lambda name: None if name == "nice" else which(name))
+
+
 @pytest.mark.parametrize(("use_bwrap", "has_nice"), [(False, True), (True, True), (False, False)],
                          ids=["plain", "bwrap", "no nice on the host"])
 def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap, has_nice,
@@ -314,9 +321,7 @@ def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap, h
     if use_bwrap and sandbox.detect_mode() != sandbox.BWRAP:
         pytest.skip("bubblewrap cannot run on this machine")
     if not has_nice:  # the container starts through Python's os.nice instead
-        which = sandbox.shutil.which
-        monkeypatch.setattr(sandbox.shutil, "which",
-                            lambda name: None if name == "nice" else which(name))
+        without_nice(monkeypatch)
     command = ["sh", "-c", "sleep 300 & wait"]
     argv = bwrap_argv(command, [], None, "p") if use_bwrap else command
     proc = ContainerProcess(argv, {"PATH": os.environ["PATH"]}, "/", tmp_path / "log")
@@ -338,9 +343,7 @@ def test_containers_run_below_the_kubelets_priority(tmp_path: Path, use_bwrap, h
 @pytest.mark.parametrize(("program", "code"), [("no-such-tool-c2d", 127), ("/etc", 126)])
 def test_without_nice_on_the_host_a_command_that_cannot_run_exits_as_with_nice(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str, code: int) -> None:
-    which = sandbox.shutil.which
-    monkeypatch.setattr(sandbox.shutil, "which",
-                        lambda name: None if name == "nice" else which(name))
+    without_nice(monkeypatch)
     proc = ContainerProcess([program], {"PATH": os.environ["PATH"]}, "/", tmp_path / "log")
     assert proc.wait() == code
     assert f"nice: {program}: " in (tmp_path / "log").read_text()
