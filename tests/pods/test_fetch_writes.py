@@ -77,10 +77,9 @@ def test_a_zero_run_of_one_write_becomes_a_hole(server, tmp_path):
         os.close(fd)
 
 
-def test_written_bytes_leave_the_page_cache_a_window_behind(server, tmp_path, monkeypatch):
-    dataset, body = server
-    window = 256 * KIB
-    advice: list[tuple[int, int, int]] = []  # (length, position, advice)
+def _recording_advice(monkeypatch) -> list[tuple[int, int, int]]:
+    """The page cache advice downloads give from now on: (length, position, advice)."""
+    advice: list[tuple[int, int, int]] = []
     real_fadvise = os.posix_fadvise
 
     def recording_fadvise(fd: int, offset: int, length: int, kind: int) -> None:
@@ -89,6 +88,13 @@ def test_written_bytes_leave_the_page_cache_a_window_behind(server, tmp_path, mo
         real_fadvise(fd, offset, length, kind)
 
     monkeypatch.setattr(fetch.os, "posix_fadvise", recording_fadvise)
+    return advice
+
+
+def test_written_bytes_leave_the_page_cache_a_window_behind(server, tmp_path, monkeypatch):
+    dataset, body = server
+    window = 256 * KIB
+    advice = _recording_advice(monkeypatch)
     target = tmp_path / "mixed.bin"
     assert _download(f"{dataset.url}/files/mixed.bin", target,
                      fetch.Limits(cache_behind=window)) == SIZE
@@ -113,19 +119,6 @@ def test_a_file_system_refusing_the_advice_still_gets_the_file(server, tmp_path,
     assert _download(f"{dataset.url}/files/mixed.bin", target,
                      fetch.Limits(cache_behind=256 * KIB)) == SIZE
     assert target.read_bytes() == body
-
-
-def _recording_advice(monkeypatch) -> list[int]:
-    """The lengths of the page cache advice the download gives from now on."""
-    lengths: list[int] = []
-    real_fadvise = os.posix_fadvise
-
-    def recording_fadvise(fd: int, offset: int, length: int, kind: int) -> None:
-        lengths.append(length)
-        real_fadvise(fd, offset, length, kind)
-
-    monkeypatch.setattr(fetch.os, "posix_fadvise", recording_fadvise)
-    return lengths
 
 
 def test_without_a_window_the_download_keeps_its_cache(server, tmp_path, monkeypatch):
@@ -179,4 +172,4 @@ def test_the_pod_drops_its_cache_behind_only_under_a_memory_limit(
     assert (tmp_path / "data" / "inputs" / ("a" * 64) / "0").read_bytes() == body
     assert bool(advice) == drops
     # 2 MiB of memory: a 1 MiB window, never the last MiB written
-    assert all(fetch.CHUNK <= length <= SIZE - fetch.CHUNK for length in advice)
+    assert all(length == position - fetch.CHUNK for length, position, _ in advice)
