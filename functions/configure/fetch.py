@@ -261,13 +261,13 @@ class Fetcher:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         fd = os.open(target, flags, 0o644)
         written = dropped = 0
+        window = self.limits.cache_behind
         try:
             for piece in _pieces(response, url):
                 self.budget.take(len(piece))
                 written += len(piece)
                 for start in range(0, len(piece), WRITE_SIZE):
                     _write_or_skip(fd, piece[start:start + WRITE_SIZE])
-                window = self.limits.cache_behind
                 if window is not None and written - dropped >= 2 * window:
                     dropped = written - window
                     _drop_cached(fd, dropped)

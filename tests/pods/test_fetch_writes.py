@@ -3,7 +3,6 @@ and, under a memory limit, the page cache dropped behind the download."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -11,6 +10,7 @@ import pytest
 
 from functions.configure import fetch
 from functions.configure import pod as configure_pod
+from tests.pods.conftest import write_workflow
 from tests.pods.servers import DatasetServer
 
 KIB = 1 << 10
@@ -160,11 +160,9 @@ def test_the_pod_drops_its_cache_behind_only_under_a_memory_limit(
     (tmp_path / "memory.max").write_text(limit + "\n")
     monkeypatch.setattr(fetch, "MEMORY_LIMIT_FILES", (str(tmp_path / "memory.max"),))
     monkeypatch.setenv("TERMINATION_MESSAGE_PATH", str(tmp_path / "termination"))
-    workflow = tmp_path / "workflow.json"
-    workflow.write_text(json.dumps({"jobId": "wf-test", "stages": [{
-        "index": 0, "input": [{"index": 0, "id": "did:op:" + "a" * 64,
-                               "url": f"{dataset.url}/files/mixed.bin"}],
-        "algorithm": {"rawcode": "print('unused')\n"}, "output": {}}]}))
+    workflow = write_workflow(tmp_path, [{"index": 0, "id": "did:op:" + "a" * 64,
+                                          "url": f"{dataset.url}/files/mixed.bin"}],
+                              {"rawcode": "print('unused')\n"})
     advice = _recording_advice(monkeypatch)
 
     assert configure_pod.main(["--volume", str(tmp_path / "data"),
