@@ -7,14 +7,13 @@ status-subresource and finalizer rules.
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import crdschema, defaults, schemas, validation
+from . import codec, crdschema, defaults, schemas, validation
 from .errors import (
     ApiError,
     already_exists,
@@ -101,7 +100,8 @@ class API:
             if generated:
                 meta["name"] = meta["generateName"] + "".join(
                     random.choices(_NAME_CHARS, k=5))
-            new = self._prepare_create(rt, clone(obj), strict)
+            # Only a generated name is tried again: each try prepares a fresh copy.
+            new = self._prepare_create(rt, clone(obj) if generated else obj, strict)
             if dry_run:
                 return new
             try:
@@ -155,7 +155,10 @@ class API:
     def _decode(self, rt: ResourceType, ns: str | None, body: Any) -> Obj:
         if not isinstance(body, dict):
             raise bad_request(f"the body of the request must be a {rt.kind} object")
-        obj = clone(body)
+        try:
+            obj = clone(body)
+        except TypeError as e:  # e.g. a YAML body's integer beyond 64 bits
+            raise bad_request(f"the body of the request cannot be stored as JSON: {e}") from None
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
         if api_version is None and kind is None:
             obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
@@ -191,7 +194,7 @@ class API:
               subresource: str | None = None, strict: bool = True,
               dry_run: bool = False) -> Obj:
         try:
-            patch = json.loads(body or b"null")
+            patch = codec.loads(body or b"null")
         except ValueError as e:
             raise bad_request(f"error decoding patch: {e}") from None
         kind = content_type.split(";")[0].strip().lower()

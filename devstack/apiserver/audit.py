@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import codec
+
 VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -53,7 +55,7 @@ class AuditLog:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
 
     def record(self, method: str, uri: str, ref: ObjectRef | None, code: int,
                received: float, completed: float) -> None:
@@ -68,7 +70,7 @@ class AuditLog:
             "stageTimestamp": micro_time(completed)}
         if ref is not None:
             event["objectRef"] = ref.as_dict()
-        line = json.dumps(event) + "\n"
+        line = codec.dumps(event) + b"\n"
         with self._lock:
             if not self._file.closed:  # a request that outlived stop() goes unrecorded
                 self._file.write(line)

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import codec
+
 Obj = dict[str, Any]
 Key = tuple[str, str]          # (namespace, name); namespace "" for cluster-scoped
 
 
-def clone(obj: Any) -> Any:
-    """A deep copy of JSON data (faster than copy.deepcopy)."""
-    return json.loads(json.dumps(obj))
+clone = codec.clone
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Event:
 
 def watch_line(kind: str, obj: Any) -> bytes:
     """One line of a watch stream."""
-    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+    return codec.dumps({"type": kind, "object": obj}) + b"\n"
 
 
 class Gone(Exception):

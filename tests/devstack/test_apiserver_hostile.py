@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 import urllib3
@@ -95,3 +96,51 @@ def test_cluster_scoped_objects_ignore_a_namespace(apiserver: APIServer) -> None
     assert status == 201 and "namespace" not in made["metadata"]
     status, got = _request(apiserver.url, "GET", "/api/v1/namespaces/n1")
     assert status == 200 and got["metadata"]["uid"] == made["metadata"]["uid"]
+
+
+def _raw(url: str, head: bytes) -> bytes:
+    """Send `head` as is on a new connection; everything the server answers until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET /api/v1/namespaces HTTP/1.1\r\nHost x\r\n\r\n", b"400"),            # no colon
+    (b"GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", b"400"),
+    (b"GET /api/v1/namespaces HTTP/1.1\r\n: x\r\n\r\n", b"400"),                # no name
+    (b"GET /api/v1/namespaces HTTP/2.0\r\n\r\n", b"400"),
+    (b"GET /api/v1/namespaces\r\n\r\n", b"400"),
+    (b"GET /api/v1/namespaces HTTP/1.1\r\nX: " + b"y" * 70000 + b"\r\n\r\n", b"431"),
+    (b"GET /api/v1/namespaces HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", b"431"),
+])
+def test_malformed_request_heads_are_refused(apiserver: APIServer, head: bytes,
+                                             status: bytes) -> None:
+    answer = _raw(apiserver.url, head)
+    assert answer.split(b" ", 2)[1] == status, answer[:200]
+
+
+def test_a_request_head_is_read_as_http_says(apiserver: APIServer) -> None:
+    """Names in any case, the first of a repeated field, HTTP/1.0 closing unless kept alive."""
+    body = b'{"metadata": {"name": "heads"}}'
+    head = (b"POST " + CM_PATH.encode() + b" HTTP/1.0\r\ncOnTeNt-LeNgTh: "
+            + str(len(body)).encode() + b"\r\nContent-Length: 1\r\n"
+            b"content-type: application/json\r\n\r\n" + body)
+    answer = _raw(apiserver.url, head)  # returns only because HTTP/1.0 closes
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    kept = _raw(apiserver.url, b"GET " + CM_PATH.encode() + b"/heads HTTP/1.1\r\n"
+                b"Host: x\r\n\r\nGET " + CM_PATH.encode() + b"/heads HTTP/1.1\r\n"
+                b"Connection: close\r\n\r\n")
+    assert kept.count(b"HTTP/1.1 200") == 2  # two answers on one kept-alive connection
+
+
+def test_a_yaml_body_that_json_cannot_hold_is_refused(apiserver: APIServer) -> None:
+    body = b"metadata: {name: huge}\ndata: {k: v}\nextra: 123456789012345678901234567890\n"
+    status, answer = _request(apiserver.url, "POST", CM_PATH, body, "application/yaml")
+    assert status == 400 and "cannot be stored as JSON" in answer["message"]
+    _, listed = _request(apiserver.url, "GET", CM_PATH)
+    assert listed["items"] == []
