@@ -22,6 +22,8 @@ def _request(url: str, method: str, path: str, body: bytes | None = None,
 
 @pytest.mark.parametrize("body, code, words", [
     (b"{not json", 400, "could not be decoded"),
+    (b'{"metadata": {"name": "x"}, "data": {"k": NaN}}', 400, "could not be decoded"),
+    (b'{"metadata": {"name": "x"}, "data": {"k": "\\ud800"}}', 400, "could not be decoded"),
     (b"[1, 2]", 400, "must be a ConfigMap object"),
     (b'{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}', 400,
      "kind in the data (Secret)"),
