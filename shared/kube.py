@@ -10,8 +10,10 @@ in production (see knative/rbac.yaml and tests/knative/test_rbac.py).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,8 +23,10 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 
+from shared import keepalive
 from shared import workflow as wf
 from shared.connection import Connection, Credentials, connect
+from shared.keepalive import Answer
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +122,9 @@ class Kube:
                  accept: str = "application/json", **query: Any) -> bytes:
         """One HTTP request; the body of a 2xx answer, else KubeError."""
         try:
-            response = self.http.send(method, path, body, accept=accept,
-                                      timeout=urllib3.Timeout(total=self.timeout), **query)
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+            response = self.http.request(method, path, body, accept=accept,
+                                         timeout=self.timeout, **query)
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
             raise KubeError(f"{what}: API unreachable: {error}") from None
         if not 200 <= response.status < 300:
             raise _error(response.status, response.data, response.reason, what)
@@ -252,7 +256,10 @@ class ApiHttp:
     Not through the official client's request path: c2d reads and writes plain
     JSON, and that path (its typed API classes, ~23 MB per worker; pydantic
     validation of every argument, its body walk and per-call auth refresh, a third
-    of an admission's CPU) does nothing for it.
+    of an admission's CPU) does nothing for it. Requests read whole go over this
+    thread's kept-alive `http.client` connection (`shared.keepalive`), with the
+    pool's TLS settings; through a proxy, or with settings that module does not
+    read, they go through the urllib3 pool, as streams (watches) always do.
     """
 
     # Not following redirects and not retrying: a handler must answer quickly, and a
@@ -264,6 +271,7 @@ class ApiHttp:
         self.host = connection.host
         self._auth = AuthHeaders(connection.credentials)
         manager = connection.pool
+        self._origin = direct_origin(manager, self.host)
         # Straight to the host's connection pool, with paths: the manager would parse the
         # URL and look the pool up again on every call, a sixth of a call's CPU. A proxy's
         # manager must see whole URLs, so it keeps them; so does a host urllib3 refuses,
@@ -273,11 +281,29 @@ class ApiHttp:
             with contextlib.suppress(urllib3.exceptions.LocationValueError):
                 self._opener, self._prefix = manager.connection_from_url(self.host), ""
 
-    def send(self, method: str, path: str, body: Any = None, *,
-             content_type: str = "application/json", accept: str = "application/json",
-             timeout: urllib3.Timeout, preload: bool = True,
-             **query: Any) -> urllib3.BaseHTTPResponse:
-        """The answer, whatever its status; `preload=False` leaves the body to stream."""
+    def request(self, method: str, path: str, body: Any = None, *,
+                content_type: str = "application/json", accept: str = "application/json",
+                timeout: float, **query: Any) -> Answer:
+        """The answer read whole, whatever its status; OSError, http.client.HTTPException
+        or urllib3.exceptions.HTTPError when there is none."""
+        target, headers, payload = self._prepare(path, body, content_type, accept, query)
+        if self._origin is not None:
+            return _CONNECTIONS.request(self._origin, method, target, payload, headers, timeout)
+        response = self._urlopen(method, target, payload, headers,
+                                 urllib3.Timeout(total=timeout), preload=True)
+        return Answer(response.status, response.reason or "",
+                      {name.lower(): value for name, value in response.headers.items()},
+                      response.data)
+
+    def stream(self, method: str, path: str, body: Any = None, *,
+               content_type: str = "application/json", accept: str = "application/json",
+               timeout: urllib3.Timeout, **query: Any) -> urllib3.BaseHTTPResponse:
+        """The answer with its body unread (a watch), through the urllib3 pool."""
+        target, headers, payload = self._prepare(path, body, content_type, accept, query)
+        return self._urlopen(method, target, payload, headers, timeout, preload=False)
+
+    def _prepare(self, path: str, body: Any, content_type: str, accept: str,
+                 query: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None]:
         params = [(k, v) for k, v in query.items() if v is not None]
         target = path + (f"?{urlencode(params)}" if params else "")
         headers = {"Accept": accept, **self._auth.headers()}
@@ -285,9 +311,49 @@ class ApiHttp:
         if body is not None:
             payload = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = content_type
+        return target, headers, payload
+
+    def _urlopen(self, method: str, target: str, payload: bytes | None, headers: dict[str, str],
+                 timeout: urllib3.Timeout, preload: bool) -> urllib3.BaseHTTPResponse:
         return self._opener.urlopen(method, self._prefix + target, body=payload,
                                     headers=headers, retries=self.NO_RETRIES, redirect=False,
                                     timeout=timeout, preload_content=preload)
+
+
+_CONNECTIONS = keepalive.Connections()
+# The urllib3 pool settings `direct_origin` carries over; any other keeps urllib3.
+_DIRECT_SETTINGS = {"ca_certs", "ca_cert_data", "cert_file", "key_file", "cert_reqs",
+                    "server_hostname", "assert_hostname", "maxsize", "block", "retries",
+                    "socket_options"}
+
+
+def direct_origin(manager: urllib3.PoolManager, host: str) -> keepalive.Origin | None:
+    """`host` with `manager`'s TLS settings, for kept-alive connections; None when
+    `manager` is a proxy's or has settings this does not carry over."""
+    settings = {key: value for key, value in manager.connection_pool_kw.items()
+                if value is not None}
+    if type(manager) is not urllib3.PoolManager or not set(settings) <= _DIRECT_SETTINGS \
+            or isinstance(settings.get("assert_hostname"), str):
+        return None
+    try:
+        origin = keepalive.Origin.of(host)
+    except ValueError:
+        return None
+    if origin.scheme == "http":
+        return origin
+    try:
+        tls = ssl.create_default_context(cafile=settings.get("ca_certs"),
+                                         cadata=settings.get("ca_cert_data"))
+        if settings.get("cert_reqs") in (ssl.CERT_NONE, "CERT_NONE", "NONE"):
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+        elif settings.get("assert_hostname") is False:
+            tls.check_hostname = False
+        if settings.get("cert_file"):
+            tls.load_cert_chain(settings["cert_file"], settings.get("key_file"))
+    except (OSError, ValueError):  # urllib3 meets it on the first call and reports it there
+        return None
+    return keepalive.Origin.of(host, tls, settings.get("server_hostname"))
 
 
 class AuthHeaders:

@@ -15,6 +15,7 @@ from cloudevents.core.base import BaseCloudEvent
 
 from devstack.eventing.events import to_http
 from devstack.eventing.manifests import ManifestError
+from shared import keepalive
 
 # Without `delivery.timeout` an attempt may last as long as a Knative Service request
 # (Serving's default timeoutSeconds); a hung subscriber cannot hold a worker forever.
@@ -159,17 +160,15 @@ class Response:
 class Sender:
     """Thread-safe HTTP POST of CloudEvents over keep-alive connections.
 
-    Each thread keeps one connection per destination host: deliveries run on a
-    fixed set of threads, so connections are reused with no shared pool to lock.
-    Plain `http.client`: through urllib3's PoolManager a delivery cost this
-    process about twice the CPU (0.18 against 0.09 ms), and the Broker shares
-    its process with the kubelet and the Job controller.
+    Each thread keeps one connection per destination host (`shared.keepalive`):
+    deliveries run on a fixed set of threads, so connections are reused with no
+    shared pool to lock. Plain `http.client`: through urllib3's PoolManager a
+    delivery cost this process about twice the CPU (0.18 against 0.09 ms), and the
+    Broker shares its process with the kubelet and the Job controller.
     """
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._open: set[http.client.HTTPConnection] = set()
-        self._lock = threading.Lock()
+        self._connections = keepalive.Connections()
 
     def send(
         self,
@@ -186,90 +185,24 @@ class Sender:
         """
         headers, body = to_http(event, structured=structured)
         headers.update(extra_headers or {})
-        target = _target(url)
-        timeout = timeout or DEFAULT_TIMEOUT
-        connection, reused = self._connection(target)
+        origin, path = _target(url)
         try:
-            try:
-                return self._post(target, connection, body, headers, timeout)
-            except _STALE:
-                if not reused:
-                    raise
-                # The subscriber closed the kept-alive connection meanwhile: once more, fresh.
-                connection, _ = self._connection(target)
-                return self._post(target, connection, body, headers, timeout)
+            answer = self._connections.request(origin, "POST", path, body, headers,
+                                               timeout or DEFAULT_TIMEOUT)
         except (OSError, http.client.HTTPException) as exc:
             return Response(None, error=f"{type(exc).__name__}: {exc}")
-
-    def _post(self, target: _Target, connection: http.client.HTTPConnection, body: bytes,
-              headers: dict[str, str], timeout: float) -> Response:
-        connection.timeout = timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(timeout)
-        try:
-            connection.request("POST", target.path, body=body, headers=headers)
-            reply = connection.getresponse()
-            data = reply.read()
-        except Exception:
-            self._drop(target, connection)
-            raise
-        if reply.will_close:
-            self._drop(target, connection)
-        return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
-
-    def _connection(self, target: _Target) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's connection to `target`, and whether it served a request before."""
-        connections = self._local.__dict__.setdefault("connections", {})
-        connection = connections.get(target.key)
-        if connection is not None:
-            return connection, True
-        connection = connections[target.key] = target.connect()
-        with self._lock:
-            self._open.add(connection)
-        return connection, False
-
-    def _drop(self, target: _Target, connection: http.client.HTTPConnection) -> None:
-        connection.close()
-        self._local.__dict__.get("connections", {}).pop(target.key, None)
-        with self._lock:
-            self._open.discard(connection)
+        return Response(answer.status, answer.headers, answer.data)
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._open = self._open, set()
-        for connection in connections:
-            connection.close()
-
-
-# What a kept-alive connection closed by the subscriber looks like on the next request.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-          ConnectionAbortedError)
-
-
-@dataclass(frozen=True)
-class _Target:
-    """Where a URL's requests go: the connection key and the request path."""
-
-    scheme: str
-    host: str
-    port: int | None
-    path: str
-
-    @property
-    def key(self) -> tuple[str, str, int | None]:
-        return self.scheme, self.host, self.port
-
-    def connect(self) -> http.client.HTTPConnection:
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port)
-        return http.client.HTTPConnection(self.host, self.port)
+        self._connections.close()
 
 
 @functools.lru_cache(maxsize=256)
-def _target(url: str) -> _Target:
+def _target(url: str) -> tuple[keepalive.Origin, str]:
+    """Where a URL's requests go: the origin and the request path."""
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(parts.scheme, parts.hostname or "", parts.port, path)
+    return keepalive.Origin(parts.scheme, parts.hostname or "", parts.port), path
 
 
 def send_with_retry(

@@ -61,21 +61,18 @@ class Rest:
              content_type: str = "application/json", timeout: float | None = CALL_TIMEOUT,
              **query: Any) -> urllib3.BaseHTTPResponse:
         """The response, its body unread (for watches); the caller releases it."""
-        return self._http.send(method, where, body, content_type=content_type,
-                               timeout=urllib3.Timeout(read=timeout), preload=False, **query)
+        return self._http.stream(method, where, body, content_type=content_type,
+                                 timeout=urllib3.Timeout(read=timeout), **query)
 
     def call(self, method: str, where: str, body: Any = None,
              content_type: str = "application/json", **query: Any) -> dict:
         """The decoded answer; ApiException when it is not a 2xx."""
-        resp = self.open(method, where, body, content_type, **query)
-        try:
-            data = resp.read()
-            if not 200 <= resp.status <= 299:
-                raise ApiException(status=resp.status, reason=resp.reason,
-                                   body=data.decode("utf-8", "replace"))
-            return json.loads(data) if data else {}
-        finally:
-            resp.release_conn()
+        answer = self._http.request(method, where, body, content_type=content_type,
+                                    timeout=CALL_TIMEOUT, **query)
+        if not 200 <= answer.status <= 299:
+            raise ApiException(status=answer.status, reason=answer.reason,
+                               body=answer.data.decode("utf-8", "replace"))
+        return json.loads(answer.data) if answer.data else {}
 
     def get(self, where: str) -> dict | None:
         """The object, or None when it does not exist."""

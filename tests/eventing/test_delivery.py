@@ -10,58 +10,7 @@ import pytest
 from cloudevents.core.v1.event import CloudEvent
 
 from devstack.eventing.delivery import Sender
-
-
-class RawSubscriber:
-    """A socket server that answers every request 202 and counts connections and requests.
-
-    `close_after_answer`: close each connection right after answering, without a
-    `Connection: close` header, as a server does when its keep-alive timer fires.
-    `announce_close`: answer with `Connection: close` (and close).
-    """
-
-    def __init__(self, close_after_answer: bool = False, announce_close: bool = False):
-        self.close_after_answer = close_after_answer
-        self.announce_close = announce_close
-        self.connections = 0
-        self.requests = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/path?x=1"
-        self.paths: list[str] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        with client, client.makefile("rb") as reader:
-            while True:
-                request_line = reader.readline()
-                if not request_line:
-                    return
-                length = 0
-                while (line := reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.decode().partition(":")
-                    if name.lower() == "content-length":
-                        length = int(value)
-                reader.read(length)
-                self.requests += 1
-                self.paths.append(request_line.split()[1].decode())
-                close = "Connection: close\r\n" if self.announce_close else ""
-                client.sendall(f"HTTP/1.1 202 Accepted\r\n{close}Content-Length: 0\r\n\r\n"
-                               .encode())
-                if self.close_after_answer or self.announce_close:
-                    client.shutdown(socket.SHUT_RDWR)
-                    return
-
-    def close(self) -> None:
-        self._listener.close()
+from tests.rawserver import RawServer
 
 
 @pytest.fixture
@@ -75,7 +24,7 @@ def event() -> CloudEvent:
     return CloudEvent(attributes={"type": "t", "source": "/s", "id": "1"}, data={"a": 1})
 
 
-def send_to(sender: Sender, subscriber: RawSubscriber, times: int) -> list[int | None]:
+def send_to(sender: Sender, subscriber: RawServer, times: int) -> list[int | None]:
     """The statuses of `times` sends from this thread, the subscriber closed after."""
     try:
         return [sender.send(subscriber.url, event()).status for _ in range(times)]
@@ -84,7 +33,7 @@ def send_to(sender: Sender, subscriber: RawSubscriber, times: int) -> list[int |
 
 
 def test_one_thread_reuses_its_connection(sender: Sender) -> None:
-    subscriber = RawSubscriber()
+    subscriber = RawServer()
     assert send_to(sender, subscriber, 3) == [202, 202, 202]
     assert (subscriber.connections, subscriber.requests) == (1, 3)
     assert subscriber.paths == ["/path?x=1"] * 3
@@ -92,19 +41,19 @@ def test_one_thread_reuses_its_connection(sender: Sender) -> None:
 
 def test_a_connection_the_subscriber_closed_is_replaced_and_the_event_sent_once(
         sender: Sender) -> None:
-    subscriber = RawSubscriber(close_after_answer=True)
+    subscriber = RawServer(close_after_answer=True)
     assert send_to(sender, subscriber, 3) == [202, 202, 202]
     assert (subscriber.connections, subscriber.requests) == (3, 3)
 
 
 def test_connection_close_is_honoured(sender: Sender) -> None:
-    subscriber = RawSubscriber(announce_close=True)
+    subscriber = RawServer(announce_close=True)
     assert send_to(sender, subscriber, 2) == [202, 202]
     assert (subscriber.connections, subscriber.requests) == (2, 2)
 
 
 def test_threads_do_not_share_a_connection(sender: Sender) -> None:
-    subscriber = RawSubscriber()
+    subscriber = RawServer()
     try:
         sender.send(subscriber.url, event())
         other = threading.Thread(target=sender.send, args=(subscriber.url, event()))
