@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -166,6 +167,23 @@ def test_status_subresource_separates_spec_and_status(batch: client.BatchV1Api) 
                                                  "metadata": {"labels": {"x": "y"}}})
     job = batch.read_namespaced_job("st", "default")
     assert job.status.active == 1 and job.metadata.labels["x"] == "y"
+
+
+@pytest.mark.parametrize("status, words", [
+    ({"active": "one"}, "cannot unmarshal string into Go struct field Job.status.active"),
+    ({"activ": 1}, 'unknown field "status.activ"'),
+])
+def test_a_status_write_checks_the_status(batch: client.BatchV1Api, status: dict,
+                                          words: str) -> None:
+    """Only the status is checked on /status (the rest is the stored object's), but it is."""
+    batch.create_namespaced_job("default", job_manifest("sc"))
+    stored = batch.api_client.sanitize_for_serialization(batch.read_namespaced_job("sc", "default"))
+    answer = urllib3.request(
+        "PUT", f"{batch.api_client.configuration.host}/apis/batch/v1/namespaces/default/jobs/"
+        "sc/status", body=json.dumps({**stored, "status": status}),
+        headers={"Content-Type": "application/json"})
+    assert answer.status == 400 and words in json.loads(answer.data)["message"]
+    assert batch.read_namespaced_job("sc", "default").status.active is None
 
 
 def test_workflow_status_subresource(custom: client.CustomObjectsApi) -> None:
