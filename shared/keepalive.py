@@ -35,12 +35,12 @@ class Origin:
     server_hostname: str | None = None  # the name the certificate must carry, when not `host`
 
     @classmethod
-    def of(cls, url: str, tls: ssl.SSLContext | None = None,
-           server_hostname: str | None = None) -> Origin:
+    def of(cls, url: str) -> Origin:
+        """The origin of an http(s) URL, without TLS settings; ValueError for another."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
-        return cls(parts.scheme, parts.hostname, parts.port, tls, server_hostname)
+        return cls(parts.scheme, parts.hostname, parts.port)
 
     def connect(self) -> http.client.HTTPConnection:
         if self.scheme == "https":

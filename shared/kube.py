@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -353,7 +353,7 @@ def direct_origin(manager: urllib3.PoolManager, host: str) -> keepalive.Origin |
             tls.load_cert_chain(settings["cert_file"], settings.get("key_file"))
     except (OSError, ValueError):  # urllib3 meets it on the first call and reports it there
         return None
-    return keepalive.Origin.of(host, tls, settings.get("server_hostname"))
+    return replace(origin, tls=tls, server_hostname=settings.get("server_hostname"))
 
 
 class AuthHeaders:
