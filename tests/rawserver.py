@@ -12,11 +12,15 @@ class RawServer:
     `close_after_answer`: close each connection right after answering, without a
     `Connection: close` header, as a server does when its keep-alive timer fires.
     `announce_close`: answer with `Connection: close` (and close).
+    `answers`: the raw answers to send, one per request in turn, each with whether to
+    close the connection after it (then the 202 again).
     """
 
-    def __init__(self, close_after_answer: bool = False, announce_close: bool = False):
+    def __init__(self, close_after_answer: bool = False, announce_close: bool = False,
+                 answers: list[tuple[bytes, bool]] | None = None):
         self.close_after_answer = close_after_answer
         self.announce_close = announce_close
+        self.answers = list(answers or [])
         self.connections = 0
         self.requests = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -47,8 +51,15 @@ class RawServer:
                 reader.read(length)
                 self.requests += 1
                 self.paths.append(request_line.split()[1].decode())
-                close = "Connection: close\r\n" if self.announce_close else ""
-                client.sendall(f"HTTP/1.1 202 Accepted\r\n{close}Content-Length: 0\r\n\r\n"
+                if self.answers:
+                    answer, close = self.answers.pop(0)
+                    client.sendall(answer)
+                    if close:
+                        client.shutdown(socket.SHUT_RDWR)
+                        return
+                    continue
+                close_header = "Connection: close\r\n" if self.announce_close else ""
+                client.sendall(f"HTTP/1.1 202 Accepted\r\n{close_header}Content-Length: 0\r\n\r\n"
                                .encode())
                 if self.close_after_answer or self.announce_close:
                     client.shutdown(socket.SHUT_RDWR)

@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from shared.httphead import BadHead, read_fields
+
 from . import codec, discovery, logs, protobuf, tables
 from .api import API
 from .audit import AuditLog, ObjectRef
@@ -54,41 +56,6 @@ def _int(query: dict[str, str], name: str) -> int | None:
         raise bad_request(f"invalid {name}: {query[name]!r}") from None
 
 
-MAX_FIELD_LINE = 65536      # as http.client reads header lines
-MAX_FIELDS = 100
-
-
-class HeaderFields(dict[str, str]):
-    """A request's header fields by lower-case name; the first of a repeated one."""
-
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(name.lower(), default)
-
-
-class BadHead(Exception):
-    """The request's head cannot be read; `code` is the answer's status."""
-
-    def __init__(self, code: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def read_fields(rfile: Any) -> HeaderFields:
-    """The header fields up to the blank line that ends them."""
-    fields = HeaderFields()
-    for _ in range(MAX_FIELDS + 1):
-        line = rfile.readline(MAX_FIELD_LINE + 1)
-        if len(line) > MAX_FIELD_LINE:
-            raise BadHead(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "header line too long")
-        if line in (b"\r\n", b"\n", b""):
-            return fields
-        name, colon, value = line.decode("iso-8859-1").partition(":")
-        if not colon or not name or name != name.strip():  # no name, or obsolete folding
-            raise BadHead(HTTPStatus.BAD_REQUEST, f"malformed header line {line[:80]!r}")
-        fields.setdefault(name.lower(), value.strip())
-    raise BadHead(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
-
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "c2d-embedded-apiserver"
@@ -104,9 +71,8 @@ class Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         """The request line and header fields of HTTP/1.0 and 1.1, without `email`.
 
-        The stdlib reads header fields with the `email` package's parser, about
-        40 us a request on a two-core VM and a sixth of this server's profile in a
-        benchmark burst (issue 8); this reader takes about 4 us.
+        The stdlib's reader (`email`) was a sixth of this server's profile in a
+        benchmark burst (issue 8); `shared.httphead` is ten times cheaper.
         """
         self.command, self.request_version = None, self.default_request_version
         self.close_connection = True
