@@ -18,7 +18,7 @@ FROM python:3.11-slim
 ENV PATH=/opt/c2d/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    GUNICORN_CMD_ARGS="--config python:shared.gunicorn_config --workers 2 --threads 4 --timeout 60 --graceful-timeout 20 --worker-tmp-dir /dev/shm --no-control-socket --access-logfile -"
+    GUNICORN_CMD_ARGS="--config python:shared.gunicorn_config --workers 4 --threads 2 --timeout 60 --graceful-timeout 20 --worker-tmp-dir /dev/shm --no-control-socket --access-logfile -"
 RUN groupadd --gid 10001 c2d \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin c2d

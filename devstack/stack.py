@@ -69,7 +69,7 @@ SECRET_KEYS = ("OPERATOR_PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_K
                "IPFS_API_KEY", "IPFS_API_CLIENT")
 SERVERS = ("thread", "gunicorn")
 # As the image runs them (the Dockerfile's GUNICORN_CMD_ARGS; Knative's containerConcurrency).
-GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4
+GUNICORN_WORKERS, GUNICORN_THREADS = 4, 2
 GUNICORN_CONFIG = "python:shared.gunicorn_config"
 SETTING_VARIABLES = {variable for variable, _, _ in settings_module.SPEC.values()}
 # The engine's variables are read from the environment; these are the same variables
