@@ -26,6 +26,7 @@ import urllib3
 from shared import keepalive
 from shared import workflow as wf
 from shared.connection import Connection, Credentials, connect
+from shared.httphead import HeaderFields
 from shared.keepalive import Answer
 
 log = logging.getLogger(__name__)
@@ -291,9 +292,10 @@ class ApiHttp:
             return _CONNECTIONS.request(self._origin, method, target, payload, headers, timeout)
         response = self._urlopen(method, target, payload, headers,
                                  urllib3.Timeout(total=timeout), preload=True)
-        return Answer(response.status, response.reason or "",
-                      {name.lower(): value for name, value in response.headers.items()},
-                      response.data)
+        fields = HeaderFields()  # the first of a repeated field, as over keepalive
+        for name, value in response.headers.items():
+            fields.setdefault(name.lower(), value)
+        return Answer(response.status, response.reason or "", fields, response.data)
 
     def stream(self, method: str, path: str, body: Any = None, *,
                content_type: str = "application/json", accept: str = "application/json",

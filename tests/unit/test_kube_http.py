@@ -9,7 +9,7 @@ from kubernetes import client
 
 from shared import keepalive
 from shared.connection import Connection
-from shared.kube import Kube, direct_origin
+from shared.kube import ApiHttp, Kube, direct_origin
 from tests.rawserver import RawServer
 
 
@@ -56,3 +56,16 @@ def test_proxies_and_settings_it_does_not_read_keep_urllib3() -> None:
     assert direct_origin(urllib3.PoolManager(), "ftp://h") is None
     unreadable = urllib3.PoolManager(cert_file="/nowhere.pem", key_file="/nowhere.key")
     assert direct_origin(unreadable, "https://h") is None  # urllib3 reports it on the call
+
+
+def test_both_paths_read_a_repeated_answer_field_as_its_first() -> None:
+    repeated = b"HTTP/1.1 200 OK\r\nX-Seen: first\r\nX-Seen: second\r\nContent-Length: 2\r\n\r\n{}"
+    server = RawServer(answers=[(repeated, False), (repeated, False)])
+    base = server.url.split("/path")[0]
+    try:
+        for pool in (urllib3.PoolManager(),  # kept-alive http.client
+                     urllib3.PoolManager(ssl_context=ssl.create_default_context())):  # urllib3
+            answer = ApiHttp(Connection(base, pool, dict)).request("GET", "/x", timeout=5)
+            assert (answer.status, answer.headers["x-seen"]) == (200, "first")
+    finally:
+        server.close()
