@@ -9,12 +9,11 @@ import pytest
 from shared import keepalive
 from tests.rawserver import RawServer
 
+CONNECTIONS = keepalive.Connections()
+
 
 def _ask(server: RawServer, method: str = "GET") -> keepalive.Answer:
     return CONNECTIONS.request(keepalive.Origin.of(server.url), method, "/path", None, {}, 5.0)
-
-
-CONNECTIONS = keepalive.Connections()
 
 
 @pytest.fixture(autouse=True)
