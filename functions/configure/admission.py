@@ -169,7 +169,8 @@ class Slots:
     read, a write and a pause. Other processes still meet the compare-and-set.
     The takes that wait for their turn are made together by the next thread to
     get it, with one read and one write: in a burst, the tenth admission no
-    longer waits for nine writes before its own.
+    longer waits for nine writes before its own. Takes that arrive while that
+    write is tried join it on its next try.
     """
 
     _turn = threading.Lock()
@@ -240,13 +241,15 @@ class Slots:
 
     def _take_together(self, batch: list[_Take], max_jobs: int) -> None:
         """Admit as many of `batch` as fit, in order, and queue the rest: one compare-and-set."""
-        names = [take.workflow for take in batch]
-
         def admit(configmap: dict) -> dict | None:  # on each version the write is tried on
+            # Takes that arrived while this one was read or refused join it: in a burst,
+            # another instance's write costs this one a retry, not one retry per take.
+            with self._waiting_lock:
+                batch.extend(self._waiting.pop(self.namespace, []))
             held = set(admitted(configmap))
             for take in batch:
                 take.held_before = take.workflow in held
-            return with_slots(configmap, names, max_jobs)
+            return with_slots(configmap, [take.workflow for take in batch], max_jobs)
 
         try:
             configmap = self.seen() or self.read()

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
@@ -316,6 +316,38 @@ def test_the_takes_that_wait_for_their_turn_are_made_with_one_write(cluster: Emb
     assert admission.admitted(stored) == ["first", *arrived[:3]]
     assert admission.queued(stored) == arrived[3:]
     assert [slot.value for slot in results.values()] == ["taken"] * 3 + ["queued"] * 3
+
+
+def test_a_take_that_arrives_while_a_write_is_refused_joins_its_retry(cluster: EmbeddedCluster,
+                                                                      kube: Kube):
+    """Another instance wrote since this one last read: its write is refused, and a take
+    that came meanwhile is made by the retry, not by a write of its own after it."""
+    namespace = new_namespace(cluster, "join-the-retry")
+
+    class ArrivingDuringTheWrite(CountingConflicts):
+        writes = 0
+        late: Future | None = None
+
+        def replace(self, obj: dict, subresource: str = "") -> dict:
+            self.writes += 1
+            if self.late is None:
+                self.late = pool.submit(admission.Slots(self, namespace).take, "late", 4)
+                deadline = time.monotonic() + 10
+                while not admission.Slots._waiting.get(namespace):
+                    assert time.monotonic() < deadline, "the late take never queued up"
+                    time.sleep(0.005)
+            return super().replace(obj, subresource)
+
+    here = ArrivingDuringTheWrite(connect(str(cluster.kubeconfig)))
+    admission.Slots(kube, namespace).take("first", max_jobs=4)
+    admission.Slots(here, namespace).read()
+    admission.Slots(kube, namespace).take("other", max_jobs=4)  # the copy here is stale now
+    with ThreadPoolExecutor(1) as pool:
+        assert admission.Slots(here, namespace).take("mine", 4) is admission.Slot.TAKEN
+        assert here.late is not None and here.late.result(timeout=10) is admission.Slot.TAKEN
+
+    assert (here.conflicts, here.writes) == (1, 2)
+    assert admission.Slots(kube, namespace).current() == ["first", "other", "mine", "late"]
 
 
 def test_a_take_tells_a_slot_taken_now_from_one_held_before(cluster: EmbeddedCluster,
