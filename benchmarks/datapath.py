@@ -91,16 +91,38 @@ def source_server(size: int) -> Iterator[str]:
         stop_by_closing_stdin(server)
 
 
+def free_page_cache(folder: Path, size: int) -> None:
+    """Write `size` bytes to a scratch file in `folder`, then delete it.
+
+    What runs next writes into page cache the kernel has just freed. Memory freed
+    longer ago may have been handed back to the host (this VM's virtio-balloon
+    free page reporting), and its first touch then faults in the host: `dd` wrote
+    a GiB into the cache in 0.17 s right after a free, and in 1.3 s three seconds
+    after one. A run's time then followed how long ago memory had been freed.
+    """
+    scratch = folder / "free-page-cache.tmp"
+    try:
+        with open(scratch, "wb") as out:
+            left = size
+            while left:
+                left -= out.write(BLOCK[:min(left, len(BLOCK))])
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None,
-          cwd: Path = REPO_ROOT) -> dict[str, Any]:
+          cwd: Path = REPO_ROOT, fresh: tuple[Path, int] | None = None) -> dict[str, Any]:
     """Run `argv`; its wall seconds, peak RSS (bytes) and exit code.
 
     The peak is sampled every 10 ms with psutil: `wait4`'s ru_maxrss would count
     this (large) process's pages, which a forked child starts with. Dirty pages
     of earlier runs are written out first (os.sync), so that no run pays for the
-    previous one's writeback.
+    previous one's writeback; with `fresh` (a folder, a size) the run then starts
+    on page cache just freed there (`free_page_cache`).
     """
     os.sync()
+    if fresh is not None:
+        free_page_cache(*fresh)
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,  # noqa: S603
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -157,11 +179,12 @@ def configure_path(workdir: Path, size: int, repeats: int) -> dict[str, Any]:
                 "output": {}}]}))
             runs["pod" + label].append(_check(timed(
                 [sys.executable, "-m", "functions.configure.pod", "--volume", str(volume),
-                 "--workflow", str(workflow)], env), "the configure pod"))
+                 "--workflow", str(workflow)], env, fresh=(workdir, size)), "the configure pod"))
             shutil.rmtree(volume, ignore_errors=True)
             target = workdir / "curl.out"
             runs["curl" + label].append(_check(timed(
-                [curl, "-sS", "--fail", "-o", str(target), url + path]), "curl"))
+                [curl, "-sS", "--fail", "-o", str(target), url + path], fresh=(workdir, size)),
+                "curl"))
             target.unlink(missing_ok=True)
     warmup = {side: runs[side].pop(0) for side in ("pod", "curl")}
     # Python's own start-up, to read the figures with: the pod with nothing to fetch.
