@@ -96,8 +96,8 @@ def test_data_paths_and_functions_have_their_measures(results: tuple[dict, str])
         assert scenarios[name]["speed_ratio"] > 0
         assert scenarios[name]["pod"]["peak_rss_bytes"] > 0
         assert scenarios[name][reference]["runs"][0]["exit_code"] == 0
-    assert len(scenarios["configure"]["pod"]["runs"]) == 1  # the warm-up is kept apart
-    assert scenarios["configure"]["warmup"]["curl"]["exit_code"] == 0
+        assert len(scenarios[name]["pod"]["runs"]) == 1  # the warm-up is kept apart
+        assert scenarios[name]["warmup"][reference]["exit_code"] == 0
     cold = scenarios["coldstart"]["c2d-algorithm"]
     assert cold["healthz"]["n"] == cold["first_event"]["n"] == 1
     memory = scenarios["memory"]
