@@ -91,7 +91,7 @@ def source_server(size: int) -> Iterator[str]:
         stop_by_closing_stdin(server)
 
 
-def free_page_cache(folder: Path, size: int) -> None:
+def fresh_page_cache(folder: Path, size: int) -> None:
     """Write `size` bytes to a scratch file in `folder`, then delete it.
 
     What runs next writes into page cache the kernel has just freed. Memory freed
@@ -100,7 +100,7 @@ def free_page_cache(folder: Path, size: int) -> None:
     a GiB into the cache in 0.17 s right after a free, and in 1.3 s three seconds
     after one. A run's time then followed how long ago memory had been freed.
     """
-    scratch = folder / "free-page-cache.tmp"
+    scratch = folder / "fresh-page-cache.tmp"
     try:
         with open(scratch, "wb") as out:
             left = size
@@ -118,11 +118,11 @@ def timed(argv: list[str], env: dict[str, str] | None = None,
     this (large) process's pages, which a forked child starts with. Dirty pages
     of earlier runs are written out first (os.sync), so that no run pays for the
     previous one's writeback; with `fresh` (a folder, a size) the run then starts
-    on page cache just freed there (`free_page_cache`).
+    on page cache just freed there (`fresh_page_cache`).
     """
     os.sync()
     if fresh is not None:
-        free_page_cache(*fresh)
+        fresh_page_cache(*fresh)
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,  # noqa: S603
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.datapath import free_page_cache, timed
+from benchmarks.datapath import fresh_page_cache, timed
 
 
 def bytes_written() -> int:
@@ -20,7 +20,7 @@ def bytes_written() -> int:
 def test_the_scratch_file_is_written_in_full_and_removed(tmp_path: Path) -> None:
     size = 3 * 2**20 + 5  # not a whole number of blocks
     before = bytes_written()
-    free_page_cache(tmp_path, size)
+    fresh_page_cache(tmp_path, size)
     assert bytes_written() - before >= size
     assert list(tmp_path.iterdir()) == []
 
@@ -33,4 +33,4 @@ def test_a_run_started_fresh_leaves_no_scratch_behind(tmp_path: Path) -> None:
 
 def test_a_scratch_folder_that_is_missing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        free_page_cache(tmp_path / "missing", 2**20)
+        fresh_page_cache(tmp_path / "missing", 2**20)
