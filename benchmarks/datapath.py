@@ -102,12 +102,17 @@ def fresh_page_cache(folder: Path, size: int) -> None:
     """
     scratch = folder / "fresh-page-cache.tmp"
     try:
-        with open(scratch, "wb") as out:
-            left = size
-            while left:
-                left -= out.write(BLOCK[:min(left, len(BLOCK))])
+        write_pattern(scratch, size)
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def write_pattern(path: Path, size: int) -> None:
+    """`size` bytes of the repeated random block into `path`."""
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            left -= out.write(BLOCK[:min(left, len(BLOCK))])
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None,
@@ -269,10 +274,7 @@ def publish_path(workdir: Path, size: int, repeats: int) -> dict[str, Any]:
     volume = workdir / "volume"
     big = volume / "outputs" / "result.bin"
     big.parent.mkdir(parents=True, exist_ok=True)
-    with open(big, "wb") as out:  # real bytes on disk: both read the same file
-        left = size
-        while left:
-            left -= out.write(BLOCK[:min(left, len(BLOCK))])
+    write_pattern(big, size)  # real bytes on disk: both read the same file
     (volume / "logs").mkdir(exist_ok=True)
     (volume / "adminlogs").mkdir(exist_ok=True)
     workflow = workdir / "workflow.json"
